@@ -1,0 +1,46 @@
+/* tether_server.h — embedding the tether reconciliation server.
+ *
+ * Same conventions as tether.h (error codes, ownership, NULL no-ops).
+ * The server runs its own threads; the calls below are thread-safe.
+ */
+#ifndef TETHER_SERVER_H
+#define TETHER_SERVER_H
+
+#include "tether.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tether_server tether_server; /* opaque */
+
+typedef struct {
+  const char *data_dir;    /* embedded LMDB store; default "./tether-data" */
+  const char *host;        /* listen address; default "127.0.0.1" */
+  uint16_t port;           /* default 8420; 0 picks a free port */
+  const char *config_path; /* policy config JSON file; NULL = all lww */
+  uint64_t max_skew_ms;    /* clamp client clocks ahead by more; default 60000 */
+  uint64_t map_size;       /* LMDB map size in bytes; 0 = default (64 GiB) */
+  size_t max_body;         /* largest request body; 0 = default (64 MiB) */
+  /* Log sink; the library never prints. LEVEL is "info", "warn" or "error".
+   * MSG is one line, valid only during the call. NULL = silent. */
+  void (*log)(void *ctx, const char *level, const char *msg);
+  void *log_ctx;
+} tether_server_opts;
+
+/* Opens the store and starts listening. On success *out is a running server
+ * to stop with tether_server_stop(); on failure *out is NULL and ERRBUF (if
+ * non-NULL) holds a one-line reason naming what was wrong. */
+int tether_server_start(tether_server **out, const tether_server_opts *opts,
+                        char *errbuf, size_t errlen);
+
+/* The port actually bound (useful with port 0). */
+uint16_t tether_server_port(const tether_server *s);
+
+/* Stops accepting, finishes in-flight commits, closes the store, frees S. */
+void tether_server_stop(tether_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TETHER_SERVER_H */

@@ -1,0 +1,61 @@
+/* doc.h — a stored document: top-level fields, each with the stamp of its
+ * last write, plus a tombstone when deleted. The merge unit is the field. */
+#ifndef TT_CORE_DOC_H
+#define TT_CORE_DOC_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "hlc.h"
+#include "util.h"
+
+typedef struct {
+  uint64_t seq;                /* partition commit sequence of the write */
+  tt_hlc hlc;                  /* (clamped) HLC of the intent that wrote it */
+  uint8_t origin[TT_ID_LEN];   /* replica that wrote it */
+} tt_stamp;
+
+typedef struct {
+  char *name;
+  json_t *value;  /* owned reference; NULL = unset (a field tombstone) */
+  tt_stamp stamp;
+} tt_field;
+
+typedef struct {
+  uint64_t version;   /* seq of the last commit that changed it; 0 = never */
+  int deleted;        /* tombstone: no live fields */
+  tt_stamp del_stamp; /* valid when deleted (and kept after a revival for
+                         comparison until overwritten) */
+  tt_field *fields;   /* sorted by name (strcmp), unique */
+  size_t nfields;
+  size_t cap;
+} tt_doc;
+
+/* A zeroed tt_doc is a valid empty, never-written document. */
+void tt_doc_clear(tt_doc *d);
+int tt_doc_copy(tt_doc *dst, const tt_doc *src);
+
+/* Field lookup; NULL if there is no entry (live or tombstone). */
+tt_field *tt_doc_field(const tt_doc *d, const char *name);
+/* Finds or inserts the entry for NAME (value NULL, zero stamp when new).
+ * NULL on ENOMEM. */
+tt_field *tt_doc_field_upsert(tt_doc *d, const char *name);
+
+/* Live fields as a new JSON object (caller owns); NULL if deleted or never
+ * written. */
+json_t *tt_doc_view(const tt_doc *d);
+
+/* Stored form. tt_doc_encode returns malloc'd bytes in *buf (free()).
+ * tt_doc_decode never trusts its input: any malformed record is
+ * TETHER_ECORRUPT and *out is left cleared. */
+int tt_doc_encode(const tt_doc *d, char **buf, size_t *len);
+int tt_doc_decode(const void *buf, size_t len, tt_doc *out);
+
+/* What a replica at cursor CURSOR_SEQ (for this document's partition) lacks:
+ * *set = object of live fields with stamp.seq > CURSOR_SEQ, *unset = array
+ * of names of field tombstones with stamp.seq > CURSOR_SEQ. Both new
+ * references (caller owns). For a deleted document both are empty. */
+int tt_doc_changes_since(const tt_doc *d, uint64_t cursor_seq, json_t **set,
+                         json_t **unset);
+
+#endif

@@ -1,0 +1,46 @@
+/* util.h — small pure helpers shared by every layer: hex, canonical JSON,
+ * limits. No I/O, no clock, no randomness. */
+#ifndef TT_CORE_UTIL_H
+#define TT_CORE_UTIL_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tether.h"
+
+#define TT_ID_LEN 16   /* replica id bytes */
+#define TT_HASH_LEN 32 /* BLAKE2b-256 */
+
+/* Input limits; exceeding one is TETHER_ETOOBIG (or a rejection on the wire). */
+#define TT_MAX_NAME 256          /* collection, document id, field name bytes */
+#define TT_MAX_LABEL 256
+#define TT_MAX_OPS 1024          /* ops in one intent */
+#define TT_MAX_VALUE (1u << 20)  /* canonical bytes of one value */
+#define TT_MAX_INTENTS 10000     /* intents in one push */
+
+/* Writes 2*len lowercase hex chars and a NUL into out (size >= 2*len+1). */
+void tt_hex_encode(const uint8_t *in, size_t len, char *out);
+/* Decodes exactly 2*len hex chars (either case). 0 or TETHER_EINVAL. */
+int tt_hex_decode(const char *hex, uint8_t *out, size_t len);
+
+/* Canonical JSON: keys sorted, compact, UTF-8, integers as integers.
+ * Returns malloc'd NUL-terminated text (free with free()), NULL on ENOMEM. */
+char *tt_canon(const json_t *v);
+/* 1 if A and B are the same JSON value (NULL equals only NULL). */
+int tt_canon_equal(const json_t *a, const json_t *b);
+
+/* Valid name: 1..TT_MAX_NAME bytes, no NUL (jansson guarantees UTF-8). */
+int tt_name_valid(const char *s);
+
+/* Copies at most errlen-1 bytes of a formatted message; errbuf may be NULL. */
+void tt_errf(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Big-endian u64/u32 for ordered store keys. */
+void tt_be64_put(uint8_t out[8], uint64_t v);
+uint64_t tt_be64_get(const uint8_t in[8]);
+void tt_be32_put(uint8_t out[4], uint32_t v);
+uint32_t tt_be32_get(const uint8_t in[4]);
+
+#endif

@@ -1,0 +1,98 @@
+/* replica.h — the client replica as a state machine over a local store:
+ * local writes become intents in a durable outbox and show at once in the
+ * optimistic view; sync messages are built and consumed here, sent by net/.
+ * No sockets, no clock, no randomness: time and the new replica's id are
+ * passed in. One thread at a time per replica. */
+#ifndef TT_REPLICA_REPLICA_H
+#define TT_REPLICA_REPLICA_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "core/intent.h"
+#include "store/store.h"
+#include "tether.h"
+
+typedef struct tt_replica tt_replica;
+
+/* Writes a new replica's meta into ST (borrowed): its ID and SERVER_URL.
+ * TETHER_EEXIST if ST already holds a replica (nothing changed). */
+int tt_replica_create(tt_store *st, const uint8_t id[TT_ID_LEN],
+                      const char *server_url);
+
+/* Opens the replica held by ST (borrowed; must outlive it).
+ * TETHER_ENOREPLICA if ST holds none. On failure *out is NULL. */
+int tt_replica_open(tt_store *st, tt_replica **out);
+void tt_replica_close(tt_replica *r);
+
+const uint8_t *tt_replica_id(const tt_replica *r);
+/* Owned by R, valid until close. */
+const char *tt_replica_server_url(const tt_replica *r);
+/* Last error detail (e.g. a rejection reason), or "". Owned by R. */
+const char *tt_replica_last_error(const tt_replica *r);
+
+/* ---- local writes ------------------------------------------------------
+ * Each builds one intent (base = confirmed version, base_value from the
+ * view), appends it to the outbox and updates the view, all in one durable
+ * local commit; on any error nothing changed. VALUE arguments are borrowed.
+ * NOW_MS is the wall clock, for the HLC. LABEL may be NULL. */
+int tt_replica_put(tt_replica *r, const char *coll, const char *id,
+                   const json_t *object, const char *label, uint64_t now_ms);
+/* KIND one of SET, UNSET, INCR, ADD, REMOVE, DELETE (field NULL for
+ * DELETE; value NULL for UNSET/DELETE). TETHER_ETYPE when the op does not
+ * fit the current value (incr on a string). */
+int tt_replica_write(tt_replica *r, const char *coll, const char *id,
+                     tt_op_kind kind, const char *field, const json_t *value,
+                     const char *label, uint64_t now_ms);
+/* Settles the open conflict on (coll, id, field): VALUE NULL = unset.
+ * TETHER_ENOTFOUND if there is none. */
+int tt_replica_resolve(tt_replica *r, const char *coll, const char *id,
+                       const char *field, const json_t *value,
+                       uint64_t now_ms);
+
+/* ---- reads ------------------------------------------------------------- */
+
+/* *out: new reference to the optimistic document; TETHER_ENOTFOUND when
+ * absent or deleted. */
+int tt_replica_get(tt_replica *r, const char *coll, const char *id,
+                   json_t **out);
+/* Live documents of COLL in id order; DOC valid only during the call. */
+typedef int (*tt_replica_doc_cb)(void *ctx, const char *id, const json_t *doc);
+int tt_replica_list(tt_replica *r, const char *coll, tt_replica_doc_cb cb,
+                    void *ctx);
+int tt_replica_status(tt_replica *r, const char *coll, const char *id,
+                      tether_doc_status *out);
+int tt_replica_stats(tt_replica *r, tether_stats *out);
+/* Each open conflict as {"conflict","coll","id","field","base","theirs",
+ * "ours"} (absent values omitted); OBJ valid only during the call. */
+typedef int (*tt_replica_json_cb)(void *ctx, const json_t *obj);
+int tt_replica_conflicts(tt_replica *r, tt_replica_json_cb cb, void *ctx);
+/* Outcomes reported by the server and not yet taken, oldest first; each
+ * is removed once CB returned 0 for it. */
+int tt_replica_take_outcomes(tt_replica *r, tt_replica_json_cb cb,
+                             void *ctx);
+/* Intents in the outbox not yet acknowledged. */
+uint64_t tt_replica_outbox_len(tt_replica *r);
+
+/* ---- sync messages (docs/PROTOCOL.md) -----------------------------------
+ * Push: builds a request with up to MAX_INTENTS unacknowledged intents in
+ * seq order; TETHER_ENOTFOUND (and *req NULL) when there is nothing to push.
+ * The response (any HTTP status) is handed back to tt_replica_push_done:
+ * 200 -> outcomes recorded durably, acknowledged intents leave the outbox,
+ * rejected ones are rolled back from the view; 409 gap -> the outbox resends
+ * from the server's expected seq; other statuses -> TETHER_EREJECTED /
+ * TETHER_ESERVER with the reason in last_error, nothing changed. */
+int tt_replica_push_request(tt_replica *r, size_t max_intents, json_t **req);
+int tt_replica_push_done(tt_replica *r, const json_t *req, int status,
+                         const json_t *resp);
+
+/* Pull: a request from the current cursor asking at most LIMIT changes,
+ * waiting up to WAIT_MS on the server when there are none (0 = answer at
+ * once). tt_replica_pull_done applies a 200 response durably (confirmed
+ * documents, cursor, re-base of pending intents) and sets *more. */
+int tt_replica_pull_request(tt_replica *r, size_t limit, uint64_t wait_ms,
+                            json_t **req);
+int tt_replica_pull_done(tt_replica *r, int status, const json_t *resp,
+                         int *more, size_t *nchanges);
+
+#endif
