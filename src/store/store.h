@@ -6,6 +6,9 @@
  * partition-agnostic environment; a distributed backend (Redis) maps a
  * partition to one hash slot, so nothing here may need a cross-partition
  * transaction. A backend stores; it never decides: no merge logic here.
+ * Keys are not namespaced by partition, but a distributed backend keeps a
+ * key in the slot of the partition it was written under, so a given key
+ * must always be used under the same partition (LMDB does not check this).
  *
  * Nothing above store/ sees a backend type. */
 #ifndef TT_STORE_STORE_H
@@ -53,14 +56,23 @@ typedef struct tt_store_ops {
   const char *name; /* "lmdb", "redis", ... */
   /* WRITE: 1 for a read-write transaction. One write transaction per
    * partition at a time (begin blocks until the previous one ends); read
-   * transactions run concurrently with it and see a consistent snapshot. */
+   * transactions run concurrently with it and see a consistent snapshot.
+   * A thread holds at most one write transaction (a second begin is
+   * TETHER_EBUSY: partitions may share one writer) and ends it itself; a
+   * read transaction may move between threads. */
   int (*begin)(tt_store *s, unsigned partition, int write, tt_txn **out);
   /* TETHER_ENOTFOUND when absent. *VAL valid until the transaction ends. */
   int (*get)(tt_txn *t, tt_table tab, tt_bytes key, tt_bytes *val);
+  /* A put/del that fails with TETHER_EINVAL or TETHER_ETOOBIG (key longer
+   * than the backend's maximum: 511 bytes for LMDB) changed nothing and T
+   * goes on; any other failed put/del leaves T able only to end: later calls
+   * and commit return that error. */
   int (*put)(tt_txn *t, tt_table tab, tt_bytes key, tt_bytes val);
   /* Deleting an absent key is not an error. */
   int (*del)(tt_txn *t, tt_table tab, tt_bytes key);
-  /* Entries with key >= FROM (FROM.len 0: from the first). */
+  /* Entries with key >= FROM (FROM.len 0: from the first). CB may write
+   * to T, even delete the entry it is given; the scan then goes on at the
+   * first key above the one CB was given, as the table is after the write. */
   int (*scan)(tt_txn *t, tt_table tab, tt_bytes from, tt_scan_cb cb,
               void *ctx);
   /* Durable on return 0. On error nothing of the transaction is applied.

@@ -1,0 +1,44 @@
+/* store.c — backend-independent wrappers over tt_store_ops. Each backend's
+ * transaction starts with struct tt_txn, so T alone finds the ops. */
+#include "store/store.h"
+
+void tt_store_close(tt_store *s) {
+  if (s)
+    s->ops->close(s);
+}
+
+int tt_get(tt_txn *t, tt_table tab, tt_bytes key, tt_bytes *val) {
+  if (!t || !val || (unsigned)tab >= TT_TABLE__COUNT)
+    return TETHER_EINVAL;
+  return t->store->ops->get(t, tab, key, val);
+}
+
+int tt_put(tt_txn *t, tt_table tab, tt_bytes key, tt_bytes val) {
+  if (!t || (unsigned)tab >= TT_TABLE__COUNT)
+    return TETHER_EINVAL;
+  return t->store->ops->put(t, tab, key, val);
+}
+
+int tt_del(tt_txn *t, tt_table tab, tt_bytes key) {
+  if (!t || (unsigned)tab >= TT_TABLE__COUNT)
+    return TETHER_EINVAL;
+  return t->store->ops->del(t, tab, key);
+}
+
+int tt_scan(tt_txn *t, tt_table tab, tt_bytes from, tt_scan_cb cb,
+            void *ctx) {
+  if (!t || !cb || (unsigned)tab >= TT_TABLE__COUNT)
+    return TETHER_EINVAL;
+  return t->store->ops->scan(t, tab, from, cb, ctx);
+}
+
+int tt_commit(tt_txn *t) {
+  if (!t)
+    return TETHER_EINVAL;
+  return t->store->ops->commit(t);
+}
+
+void tt_abort(tt_txn *t) {
+  if (t)
+    t->store->ops->abort(t);
+}
