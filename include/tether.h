@@ -117,6 +117,16 @@ int tether_remove(tether *t, const char *coll, const char *id,
 /* Delete the document (a tombstone is kept and synced). */
 int tether_delete(tether *t, const char *coll, const char *id);
 
+/* Bulk writes: between tether_batch_begin and tether_batch_commit every
+ * write above joins one local transaction, made durable once at commit
+ * (one fsync instead of one per write — for imports and initial loads).
+ * Reads inside the batch see its writes. If a write inside fails, that
+ * write changes nothing and the batch goes on; tether_batch_abort drops
+ * the whole batch. A batch left open at tether_close is aborted. */
+int tether_batch_begin(tether *t);
+int tether_batch_commit(tether *t);
+void tether_batch_abort(tether *t);
+
 /* ---- reads (the optimistic view: confirmed state + pending intents) ---- */
 
 /* *json_out: the document as canonical JSON; free with tether_free().
@@ -190,6 +200,19 @@ typedef struct {
  * OPTS may be NULL. On TETHER_EUNREACHABLE local data is untouched and the
  * outbox is kept for the next sync. */
 int tether_sync(tether *t, const tether_sync_opts *opts);
+
+/* ---- inspection (tools and tests) --------------------------------------- */
+
+/* The body of the first push request the next tether_sync would send, as
+ * canonical JSON {"intents":[...],"replica":"...","v":1} (the oldest
+ * unacknowledged intents, at most 2000). *json_out: free with tether_free().
+ * TETHER_ENOTFOUND (and *json_out NULL) when the outbox is empty. Changes
+ * nothing. */
+int tether_outbox_peek(tether *t, char **json_out);
+
+/* The server URL the replica syncs with. Owned by the handle, valid until
+ * tether_close(). */
+const char *tether_server_url(const tether *t);
 
 #ifdef __cplusplus
 }

@@ -27,6 +27,12 @@ int tt_hex_decode(const char *hex, uint8_t *out, size_t len);
 /* Canonical JSON: keys sorted, compact, UTF-8, integers as integers.
  * Returns malloc'd NUL-terminated text (free with free()), NULL on ENOMEM. */
 char *tt_canon(const json_t *v);
+/* Length of tt_canon(V) without building it: 0 with *out set, or
+ * TETHER_ETOOBIG as soon as it exceeds MAX (counting stops there). */
+int tt_canon_len(const json_t *v, size_t max, size_t *out);
+/* Streams the canonical form of V to CB (jansson's dump callback; a
+ * non-zero return from CB stops it). 0 or TETHER_ENOMEM. */
+int tt_canon_dump(const json_t *v, json_dump_callback_t cb, void *ctx);
 /* 1 if A and B are the same JSON value (NULL equals only NULL). */
 int tt_canon_equal(const json_t *a, const json_t *b);
 

@@ -50,6 +50,14 @@ int tt_replica_resolve(tt_replica *r, const char *coll, const char *id,
                        const char *field, const json_t *value,
                        uint64_t now_ms);
 
+/* Batch: writes between begin and commit share one local write
+ * transaction (one durable commit). A write that fails inside the batch
+ * must fail before it writes anything, so the batch stays as it was.
+ * Other calls (reads, sync messages) inside a batch see its writes. */
+int tt_replica_batch_begin(tt_replica *r);
+int tt_replica_batch_commit(tt_replica *r);
+void tt_replica_batch_abort(tt_replica *r);
+
 /* ---- reads ------------------------------------------------------------- */
 
 /* *out: new reference to the optimistic document; TETHER_ENOTFOUND when

@@ -33,6 +33,12 @@ void tt_server_close(tt_server *s);
 
 unsigned tt_server_partitions(const tt_server *s);
 
+/* The partition of document (COLL, ID) among NPARTS (> 0): FNV-1a 32-bit
+ * over the bytes of COLL, one zero byte and the bytes of ID, modulo NPARTS.
+ * Pure and stable forever: it decides where every stored document lives. */
+unsigned tt_server_partition_of(const char *coll, const char *id,
+                                unsigned nparts);
+
 /* One push request of a group commit. */
 typedef struct {
   const json_t *request; /* in: the parsed body (borrowed) */

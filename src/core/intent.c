@@ -1,0 +1,537 @@
+/* intent.c — intents: strict parsing of the wire form, the wire form back,
+ * and the BLAKE2b-256 hash over its canonical encoding.
+ *
+ * Parsing is strict so that tt_intent_to_json(tt_intent_from_json(j)) is
+ * canonically identical to j: every key the wire form has is either
+ * required or optional-with-one-meaning, unknown keys are errors (in the
+ * intent and in its ops), and "unset" appears only as true on a resolve.
+ * That is what lets the server re-hash the parsed intent and compare. */
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/intent.h"
+
+static const char *const op_names[TT_OP__COUNT] = {
+    [TT_OP_SET] = "set",       [TT_OP_UNSET] = "unset",
+    [TT_OP_INCR] = "incr",     [TT_OP_ADD] = "add",
+    [TT_OP_REMOVE] = "remove", [TT_OP_DELETE] = "delete",
+    [TT_OP_CREATE] = "create", [TT_OP_RESOLVE] = "resolve",
+};
+
+const char *tt_op_kind_name(tt_op_kind k) {
+  if ((unsigned)k >= TT_OP__COUNT)
+    return "unknown";
+  return op_names[k];
+}
+
+int tt_op_kind_parse(const char *name, tt_op_kind *out) {
+  if (!name)
+    return TETHER_EINVAL;
+  for (int k = 0; k < TT_OP__COUNT; k++) {
+    if (strcmp(name, op_names[k]) == 0) {
+      if (out)
+        *out = (tt_op_kind)k;
+      return 0;
+    }
+  }
+  return TETHER_EINVAL;
+}
+
+/* Which parts each kind has on the wire. */
+static int kind_has_field(tt_op_kind k) {
+  return k != TT_OP_CREATE && k != TT_OP_DELETE;
+}
+static int kind_has_value(tt_op_kind k) {
+  return k != TT_OP_UNSET && k != TT_OP_DELETE;
+}
+
+/* ---- op helpers ---------------------------------------------------------*/
+
+void tt_op_clear(tt_op *op) {
+  if (!op)
+    return;
+  free(op->field);
+  free(op->conflict);
+  json_decref(op->value);
+  json_decref(op->base_value);
+  memset(op, 0, sizeof *op);
+}
+
+int tt_op_init(tt_op *op, tt_op_kind kind, const char *field, json_t *value,
+               json_t *base_value, const char *conflict) {
+  memset(op, 0, sizeof *op);
+  if ((unsigned)kind >= TT_OP__COUNT)
+    return TETHER_EINVAL;
+  op->kind = kind;
+  if (field && !(op->field = strdup(field)))
+    goto nomem;
+  if (conflict && !(op->conflict = strdup(conflict)))
+    goto nomem;
+  if (kind == TT_OP_RESOLVE && !value) {
+    /* A resolve without a value settles to "field absent"; its wire form
+     * carries "value": null with "unset": true. */
+    op->resolve_unset = 1;
+    if (!(op->value = json_null()))
+      goto nomem;
+  } else {
+    op->value = json_incref(value);
+  }
+  op->base_value = json_incref(base_value);
+  return 0;
+nomem:
+  tt_op_clear(op);
+  return TETHER_ENOMEM;
+}
+
+/* ---- parsing ------------------------------------------------------------*/
+
+typedef struct {
+  char *errbuf;
+  size_t errlen;
+  char seqs[32]; /* "seq N" or "seq ?" for messages */
+} perr;
+
+#define PFAIL(code, ...)                                                       \
+  do {                                                                         \
+    rc = (code);                                                               \
+    fail_msg(pe, __VA_ARGS__);                                                 \
+    goto out;                                                                  \
+  } while (0)
+
+__attribute__((format(printf, 2, 3))) static void fail_msg(perr *pe,
+                                                          const char *fmt,
+                                                          ...) {
+  char msg[200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  tt_errf(pe->errbuf, pe->errlen, "intent %s: %s", pe->seqs, msg);
+}
+
+/* A JSON string that is a valid name: 1..MAX bytes, no embedded NUL. */
+static int get_name(const json_t *v, size_t max, int allow_empty,
+                    const char **out) {
+  if (!json_is_string(v))
+    return TETHER_ETYPE;
+  size_t n = json_string_length(v);
+  const char *s = json_string_value(v);
+  if (n > max)
+    return TETHER_ETOOBIG;
+  if ((n == 0 && !allow_empty) || strlen(s) != n)
+    return TETHER_EINVAL;
+  *out = s;
+  return 0;
+}
+
+static int get_u64(const json_t *v, uint64_t max, uint64_t *out) {
+  if (!json_is_integer(v))
+    return TETHER_ETYPE;
+  json_int_t x = json_integer_value(v);
+  if (x < 0 || (uint64_t)x > max)
+    return TETHER_EINVAL;
+  *out = (uint64_t)x;
+  return 0;
+}
+
+static int get_hex(const json_t *v, uint8_t *out, size_t len) {
+  if (!json_is_string(v))
+    return TETHER_ETYPE;
+  if (json_string_length(v) != 2 * len ||
+      tt_hex_decode(json_string_value(v), out, len) != 0)
+    return TETHER_EINVAL;
+  return 0;
+}
+
+static const char *why(int rc) {
+  switch (rc) {
+  case TETHER_ETYPE:
+    return "wrong type";
+  case TETHER_ETOOBIG:
+    return "too long";
+  default:
+    return "invalid value";
+  }
+}
+
+static int check_value_size(const json_t *v) {
+  return tt_canon_len(v, TT_MAX_VALUE, NULL);
+}
+
+static int parse_op(const json_t *j, size_t i, tt_op *op, perr *pe) {
+  int rc = 0;
+  const char *kname = NULL, *s = NULL;
+  json_t *v;
+  memset(op, 0, sizeof *op);
+
+  if (!json_is_object(j))
+    PFAIL(TETHER_ETYPE, "ops[%zu]: not an object", i);
+
+  const char *key;
+  json_t *val;
+  json_object_foreach((json_t *)j, key, val) {
+    (void)val;
+    if (strcmp(key, "kind") && strcmp(key, "field") && strcmp(key, "value") &&
+        strcmp(key, "base_value") && strcmp(key, "conflict") &&
+        strcmp(key, "unset"))
+      PFAIL(TETHER_EINVAL, "ops[%zu]: unknown key '%.64s'", i, key);
+  }
+
+  v = json_object_get(j, "kind");
+  if (!v)
+    PFAIL(TETHER_EINVAL, "ops[%zu].kind: missing", i);
+  if (!json_is_string(v))
+    PFAIL(TETHER_ETYPE, "ops[%zu].kind: wrong type", i);
+  kname = json_string_value(v);
+  if (tt_op_kind_parse(kname, &op->kind) != 0 ||
+      strlen(kname) != json_string_length(v))
+    PFAIL(TETHER_EINVAL, "ops[%zu].kind: unknown op kind '%.32s'", i, kname);
+
+  v = json_object_get(j, "field");
+  if (kind_has_field(op->kind)) {
+    if (!v)
+      PFAIL(TETHER_EINVAL, "ops[%zu].field: missing for %s", i, kname);
+    if ((rc = get_name(v, TT_MAX_NAME, 0, &s)) != 0)
+      PFAIL(rc, "ops[%zu].field: %s", i, why(rc));
+    if (!(op->field = strdup(s)))
+      PFAIL(TETHER_ENOMEM, "out of memory");
+  } else if (v) {
+    PFAIL(TETHER_EINVAL, "ops[%zu].field: not allowed for %s", i, kname);
+  }
+
+  v = json_object_get(j, "unset");
+  if (v) {
+    if (op->kind != TT_OP_RESOLVE)
+      PFAIL(TETHER_EINVAL, "ops[%zu].unset: only allowed for resolve", i);
+    if (!json_is_true(v))
+      PFAIL(json_is_boolean(v) ? TETHER_EINVAL : TETHER_ETYPE,
+            "ops[%zu].unset: must be true when present", i);
+    op->resolve_unset = 1;
+  }
+
+  v = json_object_get(j, "value");
+  if (kind_has_value(op->kind)) {
+    if (!v)
+      PFAIL(TETHER_EINVAL, "ops[%zu].value: missing for %s", i, kname);
+    if (op->kind == TT_OP_INCR && !json_is_integer(v))
+      PFAIL(TETHER_ETYPE, "ops[%zu].value: incr needs an integer", i);
+    if (op->kind == TT_OP_CREATE && !json_is_object(v))
+      PFAIL(TETHER_ETYPE, "ops[%zu].value: create needs an object", i);
+    if (op->resolve_unset && !json_is_null(v))
+      PFAIL(TETHER_EINVAL, "ops[%zu].value: must be null with unset", i);
+    if ((rc = check_value_size(v)) != 0)
+      PFAIL(rc, "ops[%zu].value: %s", i,
+            rc == TETHER_ETOOBIG ? "larger than 1 MiB" : "out of memory");
+    op->value = json_incref(v);
+  } else if (v) {
+    PFAIL(TETHER_EINVAL, "ops[%zu].value: not allowed for %s", i, kname);
+  }
+
+  v = json_object_get(j, "base_value");
+  if (v) {
+    if ((rc = check_value_size(v)) != 0)
+      PFAIL(rc, "ops[%zu].base_value: %s", i,
+            rc == TETHER_ETOOBIG ? "larger than 1 MiB" : "out of memory");
+    op->base_value = json_incref(v);
+  }
+
+  v = json_object_get(j, "conflict");
+  if (op->kind == TT_OP_RESOLVE) {
+    if (!v)
+      PFAIL(TETHER_EINVAL, "ops[%zu].conflict: missing for resolve", i);
+    if ((rc = get_name(v, TT_MAX_NAME, 0, &s)) != 0)
+      PFAIL(rc, "ops[%zu].conflict: %s", i, why(rc));
+    if (!(op->conflict = strdup(s)))
+      PFAIL(TETHER_ENOMEM, "out of memory");
+  } else if (v) {
+    PFAIL(TETHER_EINVAL, "ops[%zu].conflict: only allowed for resolve", i);
+  }
+out:
+  if (rc)
+    tt_op_clear(op);
+  return rc;
+}
+
+static const char *const intent_keys[] = {
+    "client", "seq", "prev", "hash", "hlc", "schema",
+    "coll",   "id",  "base", "label", "ops"};
+
+int tt_intent_from_json(const json_t *j, tt_intent *out, char *errbuf,
+                        size_t errlen) {
+  int rc = 0;
+  perr pe_s = {errbuf, errlen, "seq ?"}, *pe = &pe_s;
+  const char *s = NULL;
+  json_t *v;
+  uint64_t u;
+
+  memset(out, 0, sizeof *out);
+  if (!json_is_object(j))
+    PFAIL(TETHER_EJSON, "not a JSON object");
+
+  /* The seq first, so that every later message can name the intent. */
+  v = json_object_get(j, "seq");
+  if (!v)
+    PFAIL(TETHER_EINVAL, "seq: missing");
+  if ((rc = get_u64(v, INT64_MAX, &out->seq)) != 0 || out->seq == 0)
+    PFAIL(rc ? rc : TETHER_EINVAL, "seq: %s",
+          rc == TETHER_ETYPE ? "wrong type" : "must be 1 or more");
+  snprintf(pe->seqs, sizeof pe->seqs, "seq %llu",
+           (unsigned long long)out->seq);
+
+  const char *key;
+  json_t *val;
+  json_object_foreach((json_t *)j, key, val) {
+    (void)val;
+    size_t k, nk = sizeof intent_keys / sizeof intent_keys[0];
+    for (k = 0; k < nk; k++)
+      if (strcmp(key, intent_keys[k]) == 0)
+        break;
+    if (k == nk)
+      PFAIL(TETHER_EINVAL, "unknown key '%.64s'", key);
+  }
+
+  if (!(v = json_object_get(j, "client")))
+    PFAIL(TETHER_EINVAL, "client: missing");
+  if ((rc = get_hex(v, out->client, TT_ID_LEN)) != 0)
+    PFAIL(rc, "client: %s", rc == TETHER_ETYPE ? "wrong type"
+                                               : "not 32 hex characters");
+  if (!(v = json_object_get(j, "prev")))
+    PFAIL(TETHER_EINVAL, "prev: missing");
+  if ((rc = get_hex(v, out->prev, TT_HASH_LEN)) != 0)
+    PFAIL(rc, "prev: %s", rc == TETHER_ETYPE ? "wrong type"
+                                             : "not 64 hex characters");
+  if (!(v = json_object_get(j, "hash")))
+    PFAIL(TETHER_EINVAL, "hash: missing");
+  if ((rc = get_hex(v, out->hash, TT_HASH_LEN)) != 0)
+    PFAIL(rc, "hash: %s", rc == TETHER_ETYPE ? "wrong type"
+                                             : "not 64 hex characters");
+
+  if (!(v = json_object_get(j, "hlc")))
+    PFAIL(TETHER_EINVAL, "hlc: missing");
+  if ((rc = get_u64(v, INT64_MAX, &out->hlc)) != 0)
+    PFAIL(rc, "hlc: %s", why(rc));
+  if (!(v = json_object_get(j, "schema")))
+    PFAIL(TETHER_EINVAL, "schema: missing");
+  if ((rc = get_u64(v, UINT32_MAX, &u)) != 0)
+    PFAIL(rc, "schema: %s", why(rc));
+  out->schema = (uint32_t)u;
+  if (!(v = json_object_get(j, "base")))
+    PFAIL(TETHER_EINVAL, "base: missing");
+  if ((rc = get_u64(v, INT64_MAX, &out->base)) != 0)
+    PFAIL(rc, "base: %s", why(rc));
+
+  if (!(v = json_object_get(j, "coll")))
+    PFAIL(TETHER_EINVAL, "coll: missing");
+  if ((rc = get_name(v, TT_MAX_NAME, 0, &s)) != 0)
+    PFAIL(rc, "coll: %s", why(rc));
+  if (!(out->coll = strdup(s)))
+    PFAIL(TETHER_ENOMEM, "out of memory");
+  if (!(v = json_object_get(j, "id")))
+    PFAIL(TETHER_EINVAL, "id: missing");
+  if ((rc = get_name(v, TT_MAX_NAME, 0, &s)) != 0)
+    PFAIL(rc, "id: %s", why(rc));
+  if (!(out->id = strdup(s)))
+    PFAIL(TETHER_ENOMEM, "out of memory");
+
+  if ((v = json_object_get(j, "label"))) {
+    if ((rc = get_name(v, TT_MAX_LABEL, 1, &s)) != 0)
+      PFAIL(rc, "label: %s", why(rc));
+    if (!(out->label = strdup(s)))
+      PFAIL(TETHER_ENOMEM, "out of memory");
+  }
+
+  if (!(v = json_object_get(j, "ops")))
+    PFAIL(TETHER_EINVAL, "ops: missing");
+  if (!json_is_array(v))
+    PFAIL(TETHER_ETYPE, "ops: wrong type");
+  size_t n = json_array_size(v);
+  if (n == 0)
+    PFAIL(TETHER_EINVAL, "ops: empty");
+  if (n > TT_MAX_OPS)
+    PFAIL(TETHER_ETOOBIG, "ops: more than %d", TT_MAX_OPS);
+  if (!(out->ops = calloc(n, sizeof *out->ops)))
+    PFAIL(TETHER_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    if ((rc = parse_op(json_array_get(v, i), i, &out->ops[i], pe)) != 0)
+      goto out;
+    out->nops = i + 1;
+  }
+out:
+  if (rc)
+    tt_intent_clear(out);
+  return rc;
+}
+
+/* ---- wire form ----------------------------------------------------------*/
+
+/* Sets KEY to the new reference V; false (and V released) on failure. */
+static int put(json_t *o, const char *key, json_t *v) {
+  return v && json_object_set_new(o, key, v) == 0;
+}
+
+static json_t *op_to_json(const tt_op *op) {
+  json_t *o = json_object();
+  if (!o)
+    return NULL;
+  if (!put(o, "kind", json_string(tt_op_kind_name(op->kind))))
+    goto fail;
+  if (kind_has_field(op->kind) && op->field &&
+      !put(o, "field", json_string(op->field)))
+    goto fail;
+  if (op->kind == TT_OP_RESOLVE && op->resolve_unset) {
+    if (!put(o, "value", json_null()) || !put(o, "unset", json_true()))
+      goto fail;
+  } else if (kind_has_value(op->kind) && op->value &&
+             json_object_set(o, "value", op->value) != 0) {
+    goto fail;
+  }
+  if (op->base_value && json_object_set(o, "base_value", op->base_value) != 0)
+    goto fail;
+  if (op->kind == TT_OP_RESOLVE && op->conflict &&
+      !put(o, "conflict", json_string(op->conflict)))
+    goto fail;
+  return o;
+fail:
+  json_decref(o);
+  return NULL;
+}
+
+json_t *tt_intent_to_json(const tt_intent *in, int with_hash) {
+  char hex[2 * TT_HASH_LEN + 1];
+  json_t *o = json_object(), *ops = NULL;
+  if (!o)
+    return NULL;
+  tt_hex_encode(in->client, TT_ID_LEN, hex);
+  if (!put(o, "client", json_string(hex)))
+    goto fail;
+  if (!put(o, "seq", json_integer((json_int_t)in->seq)))
+    goto fail;
+  tt_hex_encode(in->prev, TT_HASH_LEN, hex);
+  if (!put(o, "prev", json_string(hex)))
+    goto fail;
+  if (with_hash) {
+    tt_hex_encode(in->hash, TT_HASH_LEN, hex);
+    if (!put(o, "hash", json_string(hex)))
+      goto fail;
+  }
+  if (!put(o, "hlc", json_integer((json_int_t)in->hlc)) ||
+      !put(o, "schema", json_integer((json_int_t)in->schema)) ||
+      !put(o, "coll", json_string(in->coll ? in->coll : "")) ||
+      !put(o, "id", json_string(in->id ? in->id : "")) ||
+      !put(o, "base", json_integer((json_int_t)in->base)))
+    goto fail;
+  if (in->label && !put(o, "label", json_string(in->label)))
+    goto fail;
+  if (!(ops = json_array()) || json_object_set_new(o, "ops", ops) != 0) {
+    ops = NULL;
+    goto fail;
+  }
+  for (size_t i = 0; i < in->nops; i++) {
+    json_t *jo = op_to_json(&in->ops[i]);
+    if (!jo || json_array_append_new(ops, jo) != 0)
+      goto fail;
+  }
+  return o;
+fail:
+  json_decref(o);
+  return NULL;
+}
+
+/* ---- hash ---------------------------------------------------------------*/
+
+static int hash_cb(const char *buf, size_t size, void *data) {
+  return crypto_generichash_update(data, (const unsigned char *)buf, size);
+}
+
+int tt_intent_compute_hash(const tt_intent *in, uint8_t out[TT_HASH_LEN]) {
+  int rc = 0;
+  crypto_generichash_state st;
+  json_t *j = tt_intent_to_json(in, 0);
+  if (!j)
+    return TETHER_ENOMEM;
+  /* Streamed: the canonical text is never held in memory as a whole. */
+  if (crypto_generichash_init(&st, NULL, 0, TT_HASH_LEN) != 0 ||
+      tt_canon_dump(j, hash_cb, &st) != 0 ||
+      crypto_generichash_final(&st, out, TT_HASH_LEN) != 0)
+    rc = TETHER_ENOMEM;
+  json_decref(j);
+  return rc;
+}
+
+int tt_intent_check_hash(const tt_intent *in) {
+  uint8_t h[TT_HASH_LEN];
+  int rc = tt_intent_compute_hash(in, h);
+  if (rc)
+    return rc;
+  return sodium_memcmp(h, in->hash, TT_HASH_LEN) == 0 ? 0 : TETHER_ECHAIN;
+}
+
+/* ---- lifetime -----------------------------------------------------------*/
+
+void tt_intent_clear(tt_intent *in) {
+  if (!in)
+    return;
+  for (size_t i = 0; i < in->nops; i++)
+    tt_op_clear(&in->ops[i]);
+  free(in->ops);
+  free(in->coll);
+  free(in->id);
+  free(in->label);
+  memset(in, 0, sizeof *in);
+}
+
+static int dup_str(char **dst, const char *src) {
+  if (!src) {
+    *dst = NULL;
+    return 0;
+  }
+  return (*dst = strdup(src)) ? 0 : TETHER_ENOMEM;
+}
+
+static int dup_json(json_t **dst, const json_t *src) {
+  if (!src) {
+    *dst = NULL;
+    return 0;
+  }
+  return (*dst = json_deep_copy(src)) ? 0 : TETHER_ENOMEM;
+}
+
+int tt_intent_copy(tt_intent *dst, const tt_intent *src) {
+  int rc = 0;
+  memset(dst, 0, sizeof *dst);
+  memcpy(dst->client, src->client, TT_ID_LEN);
+  dst->seq = src->seq;
+  memcpy(dst->prev, src->prev, TT_HASH_LEN);
+  memcpy(dst->hash, src->hash, TT_HASH_LEN);
+  dst->hlc = src->hlc;
+  dst->schema = src->schema;
+  dst->base = src->base;
+  if ((rc = dup_str(&dst->coll, src->coll)) || (rc = dup_str(&dst->id, src->id)) ||
+      (rc = dup_str(&dst->label, src->label)))
+    goto out;
+  if (src->nops) {
+    if (!(dst->ops = calloc(src->nops, sizeof *dst->ops))) {
+      rc = TETHER_ENOMEM;
+      goto out;
+    }
+    for (size_t i = 0; i < src->nops; i++) {
+      const tt_op *s = &src->ops[i];
+      tt_op *d = &dst->ops[i];
+      dst->nops = i + 1;
+      d->kind = s->kind;
+      d->resolve_unset = s->resolve_unset;
+      if ((rc = dup_str(&d->field, s->field)) ||
+          (rc = dup_str(&d->conflict, s->conflict)) ||
+          (rc = dup_json(&d->value, s->value)) ||
+          (rc = dup_json(&d->base_value, s->base_value)))
+        goto out;
+    }
+  }
+out:
+  if (rc)
+    tt_intent_clear(dst);
+  return rc;
+}

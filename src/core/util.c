@@ -1,0 +1,209 @@
+/* util.c — hex, canonical JSON, names, big-endian helpers.
+ *
+ * CANONICAL JSON (what tt_canon writes, what intent hashes are computed
+ * over; another implementation must produce the same bytes):
+ *  - No whitespace at all: separators are "," and ":" with nothing around.
+ *  - Object keys sorted by byte-wise comparison of their UTF-8 encoding
+ *    (strcmp order, i.e. Unicode code point order); keys are unique.
+ *  - Strings are UTF-8, escaped only where JSON requires: '"' -> \",
+ *    '\\' -> \\, the control characters U+0008/0C/0A/0D/09 as \b \f \n \r
+ *    \t, any other character below U+0020 as \u00XX with UPPERCASE hex
+ *    (\u001F). "/", U+007F and all non-ASCII characters are written raw.
+ *  - Integers (JSON numbers without fraction or exponent) are written in
+ *    decimal, no "+" or leading zeros; range of int64.
+ *  - Reals: C printf "%.17g"; then a "+" and leading zeros of the exponent
+ *    are dropped (1e300 -> "1.0000000000000001e300", 1e-7 ->
+ *    "9.9999999999999995e-8"), 0.1 -> "0.10000000000000001", and ".0"
+ *    is appended when the text has neither "." nor "e" (1.0 -> "1.0").
+ *    An integer never equals a real; -0.0 is "-0.0".
+ *  - true, false, null as such.
+ * This is exactly jansson's json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS |
+ * JSON_ENCODE_ANY) without JSON_ENSURE_ASCII, JSON_ESCAPE_SLASH or a
+ * JSON_REAL_PRECISION.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+#define TT_CANON_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+
+void tt_hex_encode(const uint8_t *in, size_t len, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < len; i++) {
+    out[2 * i] = digits[in[i] >> 4];
+    out[2 * i + 1] = digits[in[i] & 0x0f];
+  }
+  out[2 * len] = '\0';
+}
+
+static int hex_nibble(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Reads no further than the first non-hex character, so a short string
+ * (its NUL is not hex) is safe. Characters after the 2*len are not looked
+ * at: callers that need an exact length check strlen themselves. */
+int tt_hex_decode(const char *hex, uint8_t *out, size_t len) {
+  if (!hex || (!out && len))
+    return TETHER_EINVAL;
+  for (size_t i = 0; i < len; i++) {
+    int hi = hex_nibble(hex[2 * i]);
+    if (hi < 0)
+      return TETHER_EINVAL;
+    int lo = hex_nibble(hex[2 * i + 1]);
+    if (lo < 0)
+      return TETHER_EINVAL;
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return 0;
+}
+
+char *tt_canon(const json_t *v) {
+  if (!v)
+    return NULL;
+  return json_dumps(v, TT_CANON_FLAGS);
+}
+
+struct canon_count {
+  size_t n;
+  size_t max;
+};
+
+static int canon_count_cb(const char *buf, size_t size, void *data) {
+  struct canon_count *c = data;
+  (void)buf;
+  if (size > c->max - c->n) {
+    c->n = c->max + 1;
+    return -1;
+  }
+  c->n += size;
+  return 0;
+}
+
+int tt_canon_len(const json_t *v, size_t max, size_t *out) {
+  struct canon_count c = {0, max};
+  if (!v)
+    return TETHER_EINVAL;
+  if (json_dump_callback(v, canon_count_cb, &c, TT_CANON_FLAGS) != 0) {
+    if (c.n > max)
+      return TETHER_ETOOBIG;
+    return TETHER_ENOMEM;
+  }
+  if (out)
+    *out = c.n;
+  return 0;
+}
+
+int tt_canon_dump(const json_t *v, json_dump_callback_t cb, void *ctx) {
+  if (!v)
+    return TETHER_EINVAL;
+  return json_dump_callback(v, cb, ctx, TT_CANON_FLAGS) == 0 ? 0
+                                                             : TETHER_ENOMEM;
+}
+
+/* Equality of canonical forms, without building them: reals are equal
+ * when their bits are (%.17g round-trips a double exactly, so -0.0 and 0.0
+ * differ), an integer never equals a real, strings compare by length and
+ * bytes (embedded NULs included). */
+int tt_canon_equal(const json_t *a, const json_t *b) {
+  if (a == b)
+    return 1;
+  if (!a || !b)
+    return 0;
+  if (json_typeof(a) != json_typeof(b))
+    return 0;
+  switch (json_typeof(a)) {
+  case JSON_OBJECT: {
+    if (json_object_size(a) != json_object_size(b))
+      return 0;
+    for (void *iter = json_object_iter((json_t *)a); iter;
+         iter = json_object_iter_next((json_t *)a, iter)) {
+      const char *key = json_object_iter_key(iter);
+      size_t klen = json_object_iter_key_len(iter);
+      json_t *va = json_object_iter_value(iter);
+      json_t *vb = json_object_getn(b, key, klen);
+      if (!vb || !tt_canon_equal(va, vb))
+        return 0;
+    }
+    return 1;
+  }
+  case JSON_ARRAY: {
+    size_t n = json_array_size(a);
+    if (n != json_array_size(b))
+      return 0;
+    for (size_t i = 0; i < n; i++)
+      if (!tt_canon_equal(json_array_get(a, i), json_array_get(b, i)))
+        return 0;
+    return 1;
+  }
+  case JSON_STRING: {
+    size_t n = json_string_length(a);
+    return n == json_string_length(b) &&
+           memcmp(json_string_value(a), json_string_value(b), n) == 0;
+  }
+  case JSON_INTEGER:
+    return json_integer_value(a) == json_integer_value(b);
+  case JSON_REAL: {
+    double x = json_real_value(a), y = json_real_value(b);
+    return memcmp(&x, &y, sizeof x) == 0;
+  }
+  case JSON_TRUE:
+  case JSON_FALSE:
+  case JSON_NULL:
+    return 1;
+  }
+  return 0;
+}
+
+int tt_name_valid(const char *s) {
+  if (!s)
+    return 0;
+  size_t n = strnlen(s, TT_MAX_NAME + 1);
+  return n >= 1 && n <= TT_MAX_NAME;
+}
+
+void tt_errf(char *errbuf, size_t errlen, const char *fmt, ...) {
+  if (!errbuf || errlen == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(errbuf, errlen, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    errbuf[0] = '\0';
+}
+
+void tt_be64_put(uint8_t out[8], uint64_t v) {
+  for (int i = 7; i >= 0; i--) {
+    out[i] = (uint8_t)(v & 0xff);
+    v >>= 8;
+  }
+}
+
+uint64_t tt_be64_get(const uint8_t in[8]) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v = v << 8 | in[i];
+  return v;
+}
+
+void tt_be32_put(uint8_t out[4], uint32_t v) {
+  out[0] = (uint8_t)(v >> 24);
+  out[1] = (uint8_t)(v >> 16);
+  out[2] = (uint8_t)(v >> 8);
+  out[3] = (uint8_t)v;
+}
+
+uint32_t tt_be32_get(const uint8_t in[4]) {
+  return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 |
+         (uint32_t)in[2] << 8 | (uint32_t)in[3];
+}

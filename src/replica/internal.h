@@ -1,0 +1,184 @@
+/* internal.h — what the replica's files share: the handle, stored record
+ * layouts and helpers that read/write them inside a caller's transaction.
+ *
+ * Every replica operation runs in one store transaction on partition 0:
+ * the replica's store is local and partition-agnostic.
+ *
+ * Stored layouts (all integers big-endian):
+ *   META "format"  be32 TT_R_FORMAT
+ *   META "id"      16 bytes replica id
+ *   META "url"     server URL bytes (no NUL)
+ *   META "chain"   be64 next_seq, 32 bytes head hash, be64 last HLC,
+ *                  be64 acked (highest seq such that every seq <= it has an
+ *                  outcome from the server)
+ *   META "cursor"  JSON array text, one commit seq per partition
+ *   DOCS  coll\0id         u8 flags (1 = deleted), be64 version, JSON object
+ *                          text (empty when deleted)
+ *   VIEW  coll\0id         u8 flags (1 = absent/deleted), JSON object text
+ *   OUTBOX be64 seq        see tt_robx
+ *   PENDING coll\0id\0be64 seq  -> empty
+ *   STATUS coll\0id        be32 open conflicts, u8 rejected, be64 seq of
+ *                          the rejected intent
+ *   RCONFLICTS conflict id -> JSON {coll,id,field,base,theirs,ours}
+ *   ROUTCOMES be64 seq     u8 outcome kind, JSON outcome object text
+ *
+ * Invariant: a VIEW overlay exists iff PENDING holds an entry for the doc;
+ * every PENDING entry has its OUTBOX record. */
+#ifndef TT_REPLICA_INTERNAL_H
+#define TT_REPLICA_INTERNAL_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/hlc.h"
+#include "core/util.h"
+#include "replica/replica.h"
+#include "store/store.h"
+
+#define TT_R_FORMAT 1u
+#define TT_R_MAX_URL 2048
+#define TT_R_MAX_PARTITIONS 65536u
+/* coll \0 id \0 be64 seq, with room to spare. */
+#define TT_R_KEYMAX (2 * TT_MAX_NAME + 16)
+/* A push request stops growing once its intents reach this many bytes of
+ * stored JSON (at least one intent is always sent), well under the server's
+ * 64 MiB body limit. */
+#define TT_R_PUSH_MAX_BYTES (32u << 20)
+/* One intent's wire JSON: at most what one push carries, so no intent can
+ * become unpushable. */
+#define TT_R_MAX_INTENT_BYTES TT_R_PUSH_MAX_BYTES
+/* Largest stored document or overlay record; a document is bounded by its
+ * fields (each at most TT_MAX_VALUE), this bounds the whole. */
+#define TT_R_MAX_RECORD (64u << 20)
+
+struct tt_replica {
+  tt_store *st;
+  tt_txn *batch; /* open tt_replica_batch_begin transaction, or NULL */
+  uint8_t id[TT_ID_LEN];
+  char id_hex[2 * TT_ID_LEN + 1];
+  char *url;
+  char err[256];
+};
+
+#define TT_R_ERR(r, ...) tt_errf((r)->err, sizeof((r)->err), __VA_ARGS__)
+
+typedef struct {
+  uint64_t next_seq;
+  uint8_t head[TT_HASH_LEN];
+  tt_hlc hlc;
+  uint64_t acked;
+} tt_rchain;
+
+/* Transactions. Inside a batch every call except the push request and the
+ * sync answers runs in the batch's write transaction (so it sees the
+ * batch's writes); tt_r_commit then commits nothing and tt_r_end leaves the
+ * batch open. Outside a batch these are begin/commit/abort. */
+int tt_r_begin(tt_replica *r, int write, tt_txn **t);
+int tt_r_commit(tt_replica *r, tt_txn *t);
+void tt_r_end(tt_replica *r, tt_txn *t);
+/* TETHER_EBUSY (with r->err) when a batch is open. */
+int tt_r_no_batch(tt_replica *r, const char *what);
+
+int tt_r_chain_load(tt_txn *t, tt_rchain *c);
+int tt_r_chain_store(tt_txn *t, const tt_rchain *c);
+
+/* *CUR: malloc'd array (free()), *N entries; empty cursor -> NULL, 0. */
+int tt_r_cursor_load(tt_txn *t, uint64_t **cur, size_t *n);
+/* Parses a cursor JSON array (defensive). ERR_CODE is returned on a bad
+ * shape (ECORRUPT for stored, EPROTO for received). */
+int tt_r_cursor_parse(const json_t *a, uint64_t **cur, size_t *n,
+                      int err_code);
+
+/* coll \0 id; returns the length (fits TT_R_KEYMAX for valid names). */
+size_t tt_r_dockey(uint8_t *out, const char *coll, const char *id);
+/* Splits a doc key into coll and id copies (NUL-terminated, caller's
+ * buffers of TT_MAX_NAME+1). TETHER_ECORRUPT on a malformed key. */
+int tt_r_dockey_split(const uint8_t *key, size_t klen, char *coll, char *id);
+
+/* ---- confirmed documents ---------------------------------------------- */
+typedef struct {
+  int exists;
+  int deleted;
+  uint64_t version;
+  json_t *obj; /* owned; NULL when absent or deleted */
+} tt_rdoc;
+
+int tt_r_doc_decode(tt_bytes val, tt_rdoc *out);
+int tt_r_doc_load(tt_txn *t, const uint8_t *key, size_t klen, tt_rdoc *out);
+/* Writes the record; OBJ NULL with DELETED set for a tombstone. */
+int tt_r_doc_store(tt_txn *t, const uint8_t *key, size_t klen,
+                   uint64_t version, int deleted, const json_t *obj);
+void tt_r_doc_clear(tt_rdoc *d);
+
+/* ---- optimistic view -------------------------------------------------- */
+/* *HAS: 1 if an overlay exists; *OBJ new ref or NULL (absent/deleted). */
+int tt_r_overlay_load(tt_txn *t, const uint8_t *key, size_t klen, int *has,
+                      json_t **obj);
+int tt_r_overlay_store(tt_txn *t, const uint8_t *key, size_t klen,
+                       const json_t *obj);
+int tt_r_overlay_decode(tt_bytes val, json_t **obj);
+/* The optimistic document (overlay, else confirmed): *OBJ new ref or NULL;
+ * CONF (may be NULL) receives the confirmed record. */
+int tt_r_view_load(tt_txn *t, const uint8_t *key, size_t klen, json_t **obj,
+                   tt_rdoc *conf);
+/* Recomputes the overlay of one document from its confirmed state and its
+ * remaining PENDING intents (those that no longer fit are skipped); with no
+ * pending intent left the overlay is deleted. */
+int tt_r_view_recompute(tt_txn *t, const uint8_t *key, size_t klen);
+/* 1 if PENDING holds an entry for the doc, 0 if not, or an error. */
+int tt_r_has_pending(tt_txn *t, const uint8_t *key, size_t klen);
+/* 1 if the doc has a pending intent with seq > AFTER. */
+int tt_r_has_pending_after(tt_txn *t, const uint8_t *key, size_t klen,
+                           uint64_t after);
+
+/* ---- outbox ----------------------------------------------------------- */
+enum { TT_ROBX_PENDING = 0, TT_ROBX_ACKED = 1 };
+
+/* Outbox record: u8 layout version (1), u8 state, be32 p, be64 commit,
+ * be16 doc key length, doc key, be16 label length + 1 (0 = no label),
+ * label, intent wire JSON (with hash). Pointers below point into the
+ * decoded value. */
+typedef struct {
+  int state;
+  uint32_t p;
+  uint64_t commit;
+  const uint8_t *key;
+  size_t klen;
+  const char *label; /* NULL = none; not NUL-terminated */
+  size_t label_len;
+  const char *json;
+  size_t json_len;
+} tt_robx;
+
+int tt_r_obx_decode(tt_bytes val, tt_robx *out);
+/* *BUF malloc'd (free()). */
+int tt_r_obx_encode(const tt_robx *o, uint8_t **buf, size_t *len);
+void tt_r_seqkey(uint8_t out[8], uint64_t seq);
+/* Removes intent SEQ (doc key KEY) from OUTBOX and PENDING. */
+int tt_r_obx_drop(tt_txn *t, uint64_t seq, const uint8_t *key, size_t klen);
+
+/* ---- per-document status ---------------------------------------------- */
+typedef struct {
+  uint32_t nconflicts;
+  int rejected;
+  uint64_t rejected_seq;
+} tt_rstatus;
+
+int tt_r_status_load(tt_txn *t, const uint8_t *key, size_t klen,
+                     tt_rstatus *s);
+/* Deletes the record when everything is zero. */
+int tt_r_status_store(tt_txn *t, const uint8_t *key, size_t klen,
+                      const tt_rstatus *s);
+
+/* ---- small helpers ---------------------------------------------------- */
+/* Canonical size of V > TT_MAX_VALUE -> TETHER_ETOOBIG. */
+int tt_r_value_size_ok(const json_t *v);
+/* Compact JSON text of V, malloc'd (free()), or NULL on ENOMEM. */
+char *tt_r_dump(const json_t *v, size_t *len);
+/* Map an HTTP error response to a code, with the server's message in
+ * r->err. */
+int tt_r_http_error(tt_replica *r, const char *what, int status,
+                    const json_t *resp);
+
+#endif

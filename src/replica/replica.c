@@ -1,0 +1,538 @@
+/* replica.c — opening a replica, its meta records and the stored record
+ * codecs the other replica files share (layouts in internal.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "replica/internal.h"
+
+#define META_KEY(s) ((tt_bytes){(s), sizeof(s) - 1})
+
+/* ---- meta ---------------------------------------------------------------- */
+
+#define CHAIN_LEN (8 + TT_HASH_LEN + 8 + 8)
+
+int tt_r_chain_load(tt_txn *t, tt_rchain *c) {
+  tt_bytes v;
+  int rc = tt_get(t, TT_TABLE_META, META_KEY("chain"), &v);
+  if (rc == TETHER_ENOTFOUND) return TETHER_ECORRUPT;
+  if (rc) return rc;
+  if (v.len != CHAIN_LEN) return TETHER_ECORRUPT;
+  const uint8_t *p = v.data;
+  c->next_seq = tt_be64_get(p);
+  memcpy(c->head, p + 8, TT_HASH_LEN);
+  c->hlc = tt_be64_get(p + 8 + TT_HASH_LEN);
+  c->acked = tt_be64_get(p + 16 + TT_HASH_LEN);
+  if (c->next_seq == 0 || c->acked >= c->next_seq) return TETHER_ECORRUPT;
+  return 0;
+}
+
+int tt_r_chain_store(tt_txn *t, const tt_rchain *c) {
+  uint8_t b[CHAIN_LEN];
+  tt_be64_put(b, c->next_seq);
+  memcpy(b + 8, c->head, TT_HASH_LEN);
+  tt_be64_put(b + 8 + TT_HASH_LEN, c->hlc);
+  tt_be64_put(b + 16 + TT_HASH_LEN, c->acked);
+  return tt_put(t, TT_TABLE_META, META_KEY("chain"), (tt_bytes){b, sizeof b});
+}
+
+int tt_r_cursor_parse(const json_t *a, uint64_t **cur, size_t *n,
+                      int err_code) {
+  *cur = NULL;
+  *n = 0;
+  if (!json_is_array(a)) return err_code;
+  size_t len = json_array_size(a);
+  if (len > TT_R_MAX_PARTITIONS) return err_code;
+  if (len == 0) return 0;
+  uint64_t *c = malloc(len * sizeof *c);
+  if (!c) return TETHER_ENOMEM;
+  for (size_t i = 0; i < len; i++) {
+    const json_t *e = json_array_get(a, i);
+    if (!json_is_integer(e) || json_integer_value(e) < 0) {
+      free(c);
+      return err_code;
+    }
+    c[i] = (uint64_t)json_integer_value(e);
+  }
+  *cur = c;
+  *n = len;
+  return 0;
+}
+
+int tt_r_cursor_load(tt_txn *t, uint64_t **cur, size_t *n) {
+  *cur = NULL;
+  *n = 0;
+  tt_bytes v;
+  int rc = tt_get(t, TT_TABLE_META, META_KEY("cursor"), &v);
+  if (rc == TETHER_ENOTFOUND) return TETHER_ECORRUPT;
+  if (rc) return rc;
+  json_t *a = json_loadb(v.data, v.len, 0, NULL);
+  if (!a) return TETHER_ECORRUPT;
+  rc = tt_r_cursor_parse(a, cur, n, TETHER_ECORRUPT);
+  json_decref(a);
+  return rc;
+}
+
+/* ---- keys ---------------------------------------------------------------- */
+
+size_t tt_r_dockey(uint8_t *out, const char *coll, const char *id) {
+  size_t lc = strlen(coll), li = strlen(id);
+  memcpy(out, coll, lc);
+  out[lc] = 0;
+  memcpy(out + lc + 1, id, li);
+  return lc + 1 + li;
+}
+
+int tt_r_dockey_split(const uint8_t *key, size_t klen, char *coll, char *id) {
+  const uint8_t *z = memchr(key, 0, klen);
+  if (!z) return TETHER_ECORRUPT;
+  size_t lc = (size_t)(z - key), li = klen - lc - 1;
+  if (lc == 0 || lc > TT_MAX_NAME || li == 0 || li > TT_MAX_NAME ||
+      memchr(z + 1, 0, li))
+    return TETHER_ECORRUPT;
+  memcpy(coll, key, lc);
+  coll[lc] = 0;
+  memcpy(id, z + 1, li);
+  id[li] = 0;
+  return 0;
+}
+
+void tt_r_seqkey(uint8_t out[8], uint64_t seq) { tt_be64_put(out, seq); }
+
+/* ---- helpers ------------------------------------------------------------- */
+
+typedef struct {
+  size_t n;
+  size_t max;
+} size_ctx;
+
+static int count_cb(const char *buf, size_t size, void *data) {
+  (void)buf;
+  size_ctx *c = data;
+  c->n += size;
+  return c->n > c->max ? -1 : 0;
+}
+
+int tt_r_value_size_ok(const json_t *v) {
+  /* Same length as the canonical form (which only sorts keys), counted
+   * without building it; stops as soon as the limit is passed. */
+  size_ctx c = {0, TT_MAX_VALUE};
+  if (json_dump_callback(v, count_cb, &c,
+                         JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+    return c.n > c.max ? TETHER_ETOOBIG : TETHER_ENOMEM;
+  return 0;
+}
+
+char *tt_r_dump(const json_t *v, size_t *len) {
+  char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+  if (s && len) *len = strlen(s);
+  return s;
+}
+
+int tt_r_http_error(tt_replica *r, const char *what, int status,
+                    const json_t *resp) {
+  const char *code = NULL, *msg = NULL;
+  if (json_is_object(resp)) {
+    code = json_string_value(json_object_get(resp, "error"));
+    msg = json_string_value(json_object_get(resp, "message"));
+  }
+  TT_R_ERR(r, "%s: HTTP %d%s%s%s%s", what, status, code ? " " : "",
+           code ? code : "", msg ? ": " : "", msg ? msg : "");
+  if (status == 409 && code && strcmp(code, "gap") == 0) return TETHER_EGAP;
+  if (status == 409 && code && strcmp(code, "chain") == 0)
+    return TETHER_ECHAIN;
+  if (status >= 400 && status < 500) return TETHER_EREJECTED;
+  if (status >= 500 && status < 600) return TETHER_ESERVER;
+  return TETHER_EPROTO;
+}
+
+/* ---- confirmed documents ------------------------------------------------- */
+
+void tt_r_doc_clear(tt_rdoc *d) {
+  json_decref(d->obj);
+  memset(d, 0, sizeof *d);
+}
+
+int tt_r_doc_decode(tt_bytes val, tt_rdoc *out) {
+  memset(out, 0, sizeof *out);
+  const uint8_t *p = val.data;
+  if (val.len < 9 || p[0] > 1) return TETHER_ECORRUPT;
+  out->exists = 1;
+  out->deleted = p[0] & 1;
+  out->version = tt_be64_get(p + 1);
+  if (out->deleted) return val.len == 9 ? 0 : TETHER_ECORRUPT;
+  json_t *o = json_loadb((const char *)p + 9, val.len - 9, 0, NULL);
+  if (!json_is_object(o)) {
+    json_decref(o);
+    memset(out, 0, sizeof *out);
+    return TETHER_ECORRUPT;
+  }
+  out->obj = o;
+  return 0;
+}
+
+int tt_r_doc_load(tt_txn *t, const uint8_t *key, size_t klen, tt_rdoc *out) {
+  memset(out, 0, sizeof *out);
+  tt_bytes v;
+  int rc = tt_get(t, TT_TABLE_DOCS, (tt_bytes){key, klen}, &v);
+  if (rc == TETHER_ENOTFOUND) return 0;
+  if (rc) return rc;
+  return tt_r_doc_decode(v, out);
+}
+
+typedef struct {
+  uint8_t *b;
+  size_t len, cap;
+  int overflow;
+} dynbuf;
+
+static int dyn_cb(const char *buf, size_t size, void *data) {
+  dynbuf *d = data;
+  if (size > TT_R_MAX_RECORD - d->len) {
+    d->overflow = 1;
+    return -1;
+  }
+  if (d->len + size > d->cap) {
+    size_t cap = d->cap;
+    while (cap < d->len + size) cap *= 2;
+    uint8_t *nb = realloc(d->b, cap);
+    if (!nb) return -1;
+    d->b = nb;
+    d->cap = cap;
+  }
+  memcpy(d->b + d->len, buf, size);
+  d->len += size;
+  return 0;
+}
+
+/* Serializes HDR_LEN header bytes followed by the compact JSON of OBJ (if
+ * any) into one malloc'd buffer in a single pass. */
+static int encode_with_json(const uint8_t *hdr, size_t hdr_len,
+                            const json_t *obj, uint8_t **buf, size_t *len) {
+  dynbuf d = {malloc(256), hdr_len, 256, 0};
+  if (!d.b) return TETHER_ENOMEM;
+  memcpy(d.b, hdr, hdr_len);
+  if (obj && json_dump_callback(obj, dyn_cb, &d, JSON_COMPACT) != 0) {
+    free(d.b);
+    return d.overflow ? TETHER_ETOOBIG : TETHER_ENOMEM;
+  }
+  *buf = d.b;
+  *len = d.len;
+  return 0;
+}
+
+int tt_r_doc_store(tt_txn *t, const uint8_t *key, size_t klen,
+                   uint64_t version, int deleted, const json_t *obj) {
+  uint8_t hdr[9];
+  hdr[0] = deleted ? 1 : 0;
+  tt_be64_put(hdr + 1, version);
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int rc = encode_with_json(hdr, sizeof hdr, deleted ? NULL : obj, &buf, &len);
+  if (rc) return rc;
+  rc = tt_put(t, TT_TABLE_DOCS, (tt_bytes){key, klen}, (tt_bytes){buf, len});
+  free(buf);
+  return rc;
+}
+
+/* ---- overlay ------------------------------------------------------------- */
+
+int tt_r_overlay_decode(tt_bytes val, json_t **obj) {
+  *obj = NULL;
+  const uint8_t *p = val.data;
+  if (val.len < 1 || p[0] > 1) return TETHER_ECORRUPT;
+  if (p[0] == 1) return val.len == 1 ? 0 : TETHER_ECORRUPT;
+  json_t *o = json_loadb((const char *)p + 1, val.len - 1, 0, NULL);
+  if (!json_is_object(o)) {
+    json_decref(o);
+    return TETHER_ECORRUPT;
+  }
+  *obj = o;
+  return 0;
+}
+
+int tt_r_overlay_load(tt_txn *t, const uint8_t *key, size_t klen, int *has,
+                      json_t **obj) {
+  *has = 0;
+  *obj = NULL;
+  tt_bytes v;
+  int rc = tt_get(t, TT_TABLE_VIEW, (tt_bytes){key, klen}, &v);
+  if (rc == TETHER_ENOTFOUND) return 0;
+  if (rc) return rc;
+  rc = tt_r_overlay_decode(v, obj);
+  if (rc == 0) *has = 1;
+  return rc;
+}
+
+int tt_r_overlay_store(tt_txn *t, const uint8_t *key, size_t klen,
+                       const json_t *obj) {
+  uint8_t hdr = obj ? 0 : 1;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int rc = encode_with_json(&hdr, 1, obj, &buf, &len);
+  if (rc) return rc;
+  rc = tt_put(t, TT_TABLE_VIEW, (tt_bytes){key, klen}, (tt_bytes){buf, len});
+  free(buf);
+  return rc;
+}
+
+/* ---- outbox records ------------------------------------------------------ */
+
+int tt_r_obx_decode(tt_bytes val, tt_robx *out) {
+  memset(out, 0, sizeof *out);
+  const uint8_t *p = val.data, *end = p + val.len;
+  if (val.len < 1 + 1 + 4 + 8 + 2 || p[0] != 1 || p[1] > TT_ROBX_ACKED)
+    return TETHER_ECORRUPT;
+  out->state = p[1];
+  out->p = tt_be32_get(p + 2);
+  out->commit = tt_be64_get(p + 6);
+  size_t kl = ((size_t)p[14] << 8) | p[15];
+  p += 16;
+  if (kl == 0 || kl > TT_R_KEYMAX || (size_t)(end - p) < kl + 2)
+    return TETHER_ECORRUPT;
+  out->key = p;
+  out->klen = kl;
+  p += kl;
+  size_t ll = ((size_t)p[0] << 8) | p[1];
+  p += 2;
+  if (ll > 0) {
+    if (ll - 1 > TT_MAX_LABEL || (size_t)(end - p) < ll - 1)
+      return TETHER_ECORRUPT;
+    out->label = (const char *)p;
+    out->label_len = ll - 1;
+    p += ll - 1;
+  }
+  if (p == end) return TETHER_ECORRUPT;
+  out->json = (const char *)p;
+  out->json_len = (size_t)(end - p);
+  return 0;
+}
+
+int tt_r_obx_encode(const tt_robx *o, uint8_t **buf, size_t *len) {
+  if (o->klen == 0 || o->klen > TT_R_KEYMAX ||
+      (o->label && o->label_len > TT_MAX_LABEL))
+    return TETHER_EINVAL;
+  size_t n = 16 + o->klen + 2 + (o->label ? o->label_len : 0) + o->json_len;
+  uint8_t *b = malloc(n), *p = b;
+  if (!b) return TETHER_ENOMEM;
+  p[0] = 1;
+  p[1] = (uint8_t)o->state;
+  tt_be32_put(p + 2, o->p);
+  tt_be64_put(p + 6, o->commit);
+  p[14] = (uint8_t)(o->klen >> 8);
+  p[15] = (uint8_t)o->klen;
+  p += 16;
+  memcpy(p, o->key, o->klen);
+  p += o->klen;
+  size_t ll = o->label ? o->label_len + 1 : 0;
+  p[0] = (uint8_t)(ll >> 8);
+  p[1] = (uint8_t)ll;
+  p += 2;
+  if (o->label) {
+    memcpy(p, o->label, o->label_len);
+    p += o->label_len;
+  }
+  memcpy(p, o->json, o->json_len);
+  *buf = b;
+  *len = n;
+  return 0;
+}
+
+int tt_r_obx_drop(tt_txn *t, uint64_t seq, const uint8_t *key, size_t klen) {
+  uint8_t sk[8];
+  tt_r_seqkey(sk, seq);
+  int rc = tt_del(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8});
+  if (rc) return rc;
+  uint8_t pk[TT_R_KEYMAX + 9];
+  if (klen > TT_R_KEYMAX) return TETHER_ECORRUPT;
+  memcpy(pk, key, klen);
+  pk[klen] = 0;
+  memcpy(pk + klen + 1, sk, 8);
+  return tt_del(t, TT_TABLE_PENDING, (tt_bytes){pk, klen + 9});
+}
+
+/* ---- status -------------------------------------------------------------- */
+
+int tt_r_status_load(tt_txn *t, const uint8_t *key, size_t klen,
+                     tt_rstatus *s) {
+  memset(s, 0, sizeof *s);
+  tt_bytes v;
+  int rc = tt_get(t, TT_TABLE_STATUS, (tt_bytes){key, klen}, &v);
+  if (rc == TETHER_ENOTFOUND) return 0;
+  if (rc) return rc;
+  const uint8_t *p = v.data;
+  if (v.len != 13 || p[4] > 1) return TETHER_ECORRUPT;
+  s->nconflicts = tt_be32_get(p);
+  s->rejected = p[4];
+  s->rejected_seq = tt_be64_get(p + 5);
+  return 0;
+}
+
+int tt_r_status_store(tt_txn *t, const uint8_t *key, size_t klen,
+                      const tt_rstatus *s) {
+  if (s->nconflicts == 0 && !s->rejected)
+    return tt_del(t, TT_TABLE_STATUS, (tt_bytes){key, klen});
+  uint8_t b[13];
+  tt_be32_put(b, s->nconflicts);
+  b[4] = s->rejected ? 1 : 0;
+  tt_be64_put(b + 5, s->rejected ? s->rejected_seq : 0);
+  return tt_put(t, TT_TABLE_STATUS, (tt_bytes){key, klen},
+                (tt_bytes){b, sizeof b});
+}
+
+/* ---- transactions and batches ------------------------------------------ */
+
+int tt_r_begin(tt_replica *r, int write, tt_txn **t) {
+  if (r->batch) {
+    *t = r->batch;
+    return 0;
+  }
+  return tt_txn_begin(r->st, 0, write, t);
+}
+
+int tt_r_commit(tt_replica *r, tt_txn *t) {
+  if (t == r->batch) return 0;
+  return tt_commit(t);
+}
+
+void tt_r_end(tt_replica *r, tt_txn *t) {
+  if (t && t != r->batch) tt_abort(t);
+}
+
+int tt_r_no_batch(tt_replica *r, const char *what) {
+  if (!r->batch) return 0;
+  TT_R_ERR(r, "%s: not allowed while a batch is open", what);
+  return TETHER_EBUSY;
+}
+
+int tt_replica_batch_begin(tt_replica *r) {
+  if (!r) return TETHER_EINVAL;
+  if (r->batch) {
+    TT_R_ERR(r, "a batch is already open");
+    return TETHER_EBUSY;
+  }
+  r->err[0] = 0;
+  return tt_txn_begin(r->st, 0, 1, &r->batch);
+}
+
+int tt_replica_batch_commit(tt_replica *r) {
+  if (!r) return TETHER_EINVAL;
+  if (!r->batch) {
+    TT_R_ERR(r, "no batch is open");
+    return TETHER_EINVAL;
+  }
+  tt_txn *t = r->batch;
+  r->batch = NULL;
+  int rc = tt_commit(t);
+  if (rc) TT_R_ERR(r, "batch commit: %s", tether_strerror(rc));
+  return rc;
+}
+
+void tt_replica_batch_abort(tt_replica *r) {
+  if (!r || !r->batch) return;
+  tt_abort(r->batch);
+  r->batch = NULL;
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+int tt_replica_create(tt_store *st, const uint8_t id[TT_ID_LEN],
+                      const char *server_url) {
+  if (!st || !id || !server_url) return TETHER_EINVAL;
+  size_t ul = strlen(server_url);
+  if (ul == 0 || ul > TT_R_MAX_URL) return TETHER_EINVAL;
+  tt_txn *t = NULL;
+  int rc = tt_txn_begin(st, 0, 1, &t);
+  if (rc) return rc;
+  tt_bytes v;
+  rc = tt_get(t, TT_TABLE_META, META_KEY("id"), &v);
+  if (rc == 0) rc = TETHER_EEXIST;
+  if (rc != TETHER_ENOTFOUND) goto out;
+  uint8_t fmt[4];
+  tt_be32_put(fmt, TT_R_FORMAT);
+  tt_rchain c;
+  memset(&c, 0, sizeof c);
+  c.next_seq = 1;
+  if ((rc = tt_put(t, TT_TABLE_META, META_KEY("format"),
+                   (tt_bytes){fmt, 4})) ||
+      (rc = tt_put(t, TT_TABLE_META, META_KEY("id"),
+                   (tt_bytes){id, TT_ID_LEN})) ||
+      (rc = tt_put(t, TT_TABLE_META, META_KEY("url"),
+                   (tt_bytes){server_url, ul})) ||
+      (rc = tt_put(t, TT_TABLE_META, META_KEY("cursor"),
+                   (tt_bytes){"[]", 2})) ||
+      (rc = tt_r_chain_store(t, &c)))
+    goto out;
+  rc = tt_commit(t);
+  t = NULL;
+out:
+  tt_abort(t);
+  return rc;
+}
+
+int tt_replica_open(tt_store *st, tt_replica **out) {
+  if (!out) return TETHER_EINVAL;
+  *out = NULL;
+  if (!st) return TETHER_EINVAL;
+  tt_replica *r = calloc(1, sizeof *r);
+  if (!r) return TETHER_ENOMEM;
+  r->st = st;
+  tt_txn *t = NULL;
+  int rc = tt_txn_begin(st, 0, 0, &t);
+  if (rc) goto out;
+  tt_bytes v;
+  rc = tt_get(t, TT_TABLE_META, META_KEY("id"), &v);
+  if (rc == TETHER_ENOTFOUND) rc = TETHER_ENOREPLICA;
+  if (rc) goto out;
+  if (v.len != TT_ID_LEN) {
+    rc = TETHER_ECORRUPT;
+    goto out;
+  }
+  memcpy(r->id, v.data, TT_ID_LEN);
+  tt_hex_encode(r->id, TT_ID_LEN, r->id_hex);
+  rc = tt_get(t, TT_TABLE_META, META_KEY("format"), &v);
+  if (rc == TETHER_ENOTFOUND) rc = TETHER_ECORRUPT;
+  if (rc) goto out;
+  if (v.len != 4) {
+    rc = TETHER_ECORRUPT;
+    goto out;
+  }
+  if (tt_be32_get(v.data) != TT_R_FORMAT) {
+    rc = TETHER_EVERSION;
+    goto out;
+  }
+  rc = tt_get(t, TT_TABLE_META, META_KEY("url"), &v);
+  if (rc == TETHER_ENOTFOUND) rc = TETHER_ECORRUPT;
+  if (rc) goto out;
+  if (v.len == 0 || v.len > TT_R_MAX_URL || memchr(v.data, 0, v.len)) {
+    rc = TETHER_ECORRUPT;
+    goto out;
+  }
+  r->url = malloc(v.len + 1);
+  if (!r->url) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  memcpy(r->url, v.data, v.len);
+  r->url[v.len] = 0;
+  tt_rchain c;
+  rc = tt_r_chain_load(t, &c);
+out:
+  tt_abort(t);
+  if (rc) {
+    tt_replica_close(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+void tt_replica_close(tt_replica *r) {
+  if (!r) return;
+  tt_replica_batch_abort(r);
+  free(r->url);
+  free(r);
+}
+
+const uint8_t *tt_replica_id(const tt_replica *r) { return r->id; }
+const char *tt_replica_server_url(const tt_replica *r) { return r->url; }
+const char *tt_replica_last_error(const tt_replica *r) { return r->err; }

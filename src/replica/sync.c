@@ -1,0 +1,638 @@
+/* sync.c — the push and pull messages (docs/PROTOCOL.md): building
+ * requests from the outbox and cursor, and applying the server's answers
+ * durably, each in one local transaction. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/merge.h"
+#include "replica/internal.h"
+
+#define MAX_WAIT_MS 60000u
+
+/* ---- push request -------------------------------------------------------- */
+
+typedef struct {
+  uint64_t expect; /* next seq wanted: the request stays contiguous */
+  size_t max;
+  size_t bytes;
+  json_t *arr;
+  int err;
+} push_ctx;
+
+static int push_cb(void *vctx, tt_bytes k, tt_bytes v) {
+  push_ctx *c = vctx;
+  if (json_array_size(c->arr) >= c->max) return 1;
+  if (k.len != 8 || tt_be64_get(k.data) != c->expect) return 1;
+  tt_robx o;
+  if ((c->err = tt_r_obx_decode(v, &o))) return 2;
+  if (json_array_size(c->arr) > 0 && c->bytes + o.json_len > TT_R_PUSH_MAX_BYTES)
+    return 1;
+  json_t *j = json_loadb(o.json, o.json_len, 0, NULL);
+  if (!json_is_object(j)) {
+    json_decref(j);
+    c->err = TETHER_ECORRUPT;
+    return 2;
+  }
+  if (json_array_append_new(c->arr, j)) {
+    c->err = TETHER_ENOMEM;
+    return 2;
+  }
+  c->bytes += o.json_len;
+  c->expect++;
+  return 0;
+}
+
+int tt_replica_push_request(tt_replica *r, size_t max_intents, json_t **req) {
+  if (!req) return TETHER_EINVAL;
+  *req = NULL;
+  if (!r) return TETHER_EINVAL;
+  if (max_intents == 0 || max_intents > TT_MAX_INTENTS)
+    max_intents = TT_MAX_INTENTS;
+  tt_txn *t = NULL;
+  push_ctx c = {0, max_intents, 0, json_array(), 0};
+  int rc;
+  if (!c.arr) return TETHER_ENOMEM;
+  /* Always a transaction of its own, never an open batch's: only intents
+   * durably committed may leave. Were a batch's intent applied by the
+   * server and the batch then aborted, its seq would be reused for another
+   * intent and the chain would break for good. */
+  if ((rc = tt_txn_begin(r->st, 0, 0, &t))) goto out;
+  tt_rchain ch;
+  if ((rc = tt_r_chain_load(t, &ch))) goto out;
+  if (ch.acked + 1 >= ch.next_seq) {
+    rc = TETHER_ENOTFOUND;
+    goto out;
+  }
+  uint8_t sk[8];
+  c.expect = ch.acked + 1;
+  tt_r_seqkey(sk, c.expect);
+  rc = tt_scan(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, push_cb, &c);
+  if (rc == 2) rc = c.err;
+  if (rc < 0) goto out;
+  rc = 0;
+  if (json_array_size(c.arr) == 0) {
+    /* Unacknowledged seqs exist but their records do not. */
+    rc = TETHER_ECORRUPT;
+    goto out;
+  }
+  json_t *o = json_pack("{s:i,s:s,s:O}", "v", TETHER_PROTOCOL_VERSION,
+                        "replica", r->id_hex, "intents", c.arr);
+  if (!o) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  *req = o;
+out:
+  tt_abort(t);
+  json_decref(c.arr);
+  return rc;
+}
+
+/* ---- push response ------------------------------------------------------- */
+
+static int get_u64(const json_t *o, const char *k, uint64_t *out) {
+  const json_t *v = json_object_get(o, k);
+  if (!json_is_integer(v) || json_integer_value(v) < 0) return TETHER_EPROTO;
+  *out = (uint64_t)json_integer_value(v);
+  return 0;
+}
+
+/* Seq range of the intents in REQ, as built by tt_replica_push_request. */
+static int req_range(const json_t *req, uint64_t *lo, uint64_t *hi) {
+  const json_t *a = json_object_get(req, "intents");
+  size_t n = json_array_size(a);
+  if (n == 0) return TETHER_EINVAL;
+  if (get_u64(json_array_get(a, 0), "seq", lo) ||
+      get_u64(json_array_get(a, n - 1), "seq", hi) || *hi < *lo)
+    return TETHER_EINVAL;
+  return 0;
+}
+
+/* Records the conflict the server holds for one of our intents, once. */
+static int store_conflict(tt_txn *t, const json_t *cf, const char *coll,
+                          const char *id, const uint8_t *key, size_t klen) {
+  const char *cid = json_string_value(json_object_get(cf, "id"));
+  const char *field = json_string_value(json_object_get(cf, "field"));
+  if (!cid || !field || !tt_name_valid(field) || cid[0] == 0 ||
+      strlen(cid) > 2 * TT_MAX_NAME)
+    return TETHER_EPROTO;
+  tt_bytes ck = {cid, strlen(cid)}, v;
+  int rc = tt_get(t, TT_TABLE_RCONFLICTS, ck, &v);
+  if (rc == 0) return 0;
+  if (rc != TETHER_ENOTFOUND) return rc;
+  json_t *rec = json_pack("{s:s,s:s,s:s}", "coll", coll, "id", id, "field",
+                          field);
+  if (!rec) return TETHER_ENOMEM;
+  static const char *const parts[] = {"base", "theirs", "ours"};
+  for (size_t i = 0; i < 3; i++) {
+    json_t *pv = json_object_get(cf, parts[i]);
+    if (pv && !json_is_null(pv) && json_object_set(rec, parts[i], pv)) {
+      json_decref(rec);
+      return TETHER_ENOMEM;
+    }
+  }
+  size_t len;
+  char *text = tt_r_dump(rec, &len);
+  json_decref(rec);
+  if (!text) return TETHER_ENOMEM;
+  rc = tt_put(t, TT_TABLE_RCONFLICTS, ck, (tt_bytes){text, len});
+  free(text);
+  if (rc) return rc;
+  tt_rstatus st;
+  if ((rc = tt_r_status_load(t, key, klen, &st))) return rc;
+  st.nconflicts++;
+  return tt_r_status_store(t, key, klen, &st);
+}
+
+/* Applies one outcome of the response to an unacknowledged intent. */
+static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
+                         uint64_t lo, uint64_t hi) {
+  uint64_t seq, p = 0, commit = 0;
+  tt_outcome_kind kind;
+  tt_bytes v;
+  tt_robx o;
+  uint8_t sk[8], key[TT_R_KEYMAX];
+  char coll[TT_MAX_NAME + 1], id[TT_MAX_NAME + 1];
+  char label[TT_MAX_LABEL + 1];
+  int has_label, rc;
+  json_t *rj = NULL;
+  char *text = NULL;
+  uint8_t *rec = NULL;
+  size_t klen, len;
+
+  if (!json_is_object(oc) || get_u64(oc, "seq", &seq)) return TETHER_EPROTO;
+  const char *oname = json_string_value(json_object_get(oc, "outcome"));
+  if (!oname || tt_outcome_parse(oname, &kind)) return TETHER_EPROTO;
+  if (seq < lo || seq > hi) return 0; /* not an intent we sent */
+  tt_r_seqkey(sk, seq);
+  rc = tt_get(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v);
+  if (rc == TETHER_ENOTFOUND) return 0; /* already taken */
+  if (rc) return rc;
+  if ((rc = tt_r_obx_decode(v, &o))) return rc;
+  if (o.state != TT_ROBX_PENDING) return 0;
+  if (kind != TT_OUT_REJECTED &&
+      (get_u64(oc, "p", &p) || get_u64(oc, "commit", &commit) ||
+       p > UINT32_MAX))
+    return TETHER_EPROTO;
+  /* Copy what we need: the record's bytes may move on the next write. */
+  klen = o.klen;
+  memcpy(key, o.key, klen);
+  has_label = o.label != NULL;
+  if (has_label) {
+    memcpy(label, o.label, o.label_len);
+    label[o.label_len] = 0;
+  }
+  if ((rc = tt_r_dockey_split(key, klen, coll, id))) return rc;
+
+  rj = json_pack("{s:I,s:s,s:s,s:s}", "seq", (json_int_t)seq, "coll", coll,
+                 "id", id, "outcome", tt_outcome_name(kind));
+  if (!rj) return TETHER_ENOMEM;
+  if (has_label && json_object_set_new(rj, "label", json_string(label))) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  const json_t *conflict = NULL;
+  const char *reason = NULL;
+  if (kind == TT_OUT_MERGED) {
+    const char *rule = json_string_value(json_object_get(oc, "rule"));
+    if (rule && json_object_set_new(rj, "rule", json_string(rule))) {
+      rc = TETHER_ENOMEM;
+      goto out;
+    }
+  } else if (kind == TT_OUT_CONFLICT) {
+    conflict = json_object_get(oc, "conflict");
+    const char *cid = json_string_value(json_object_get(conflict, "id"));
+    if (!json_is_object(conflict) || !cid) {
+      rc = TETHER_EPROTO;
+      goto out;
+    }
+    if (json_object_set_new(rj, "conflict", json_string(cid))) {
+      rc = TETHER_ENOMEM;
+      goto out;
+    }
+  } else if (kind == TT_OUT_REJECTED) {
+    reason = json_string_value(json_object_get(oc, "reason"));
+    if (!reason) reason = "rejected";
+    if (json_object_set_new(rj, "reason", json_string(reason))) {
+      rc = TETHER_ENOMEM;
+      goto out;
+    }
+  }
+
+  if (kind == TT_OUT_REJECTED) {
+    if ((rc = tt_r_obx_drop(t, seq, key, klen)) ||
+        (rc = tt_r_view_recompute(t, key, klen)))
+      goto out;
+    rc = tt_r_has_pending_after(t, key, klen, seq);
+    if (rc < 0) goto out;
+    if (rc == 0) {
+      tt_rstatus st;
+      if ((rc = tt_r_status_load(t, key, klen, &st))) goto out;
+      st.rejected = 1;
+      st.rejected_seq = seq;
+      if ((rc = tt_r_status_store(t, key, klen, &st))) goto out;
+    }
+    rc = 0;
+    TT_R_ERR(r, "intent %llu on %s/%s rejected: %s", (unsigned long long)seq,
+             coll, id, reason);
+  } else {
+    tt_robx n = o;
+    n.state = TT_ROBX_ACKED;
+    n.p = (uint32_t)p;
+    n.commit = commit;
+    if ((rc = tt_r_obx_encode(&n, &rec, &len)) ||
+        (rc = tt_put(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8},
+                     (tt_bytes){rec, len})))
+      goto out;
+    if (conflict && (rc = store_conflict(t, conflict, coll, id, key, klen)))
+      goto out;
+  }
+
+  if (!(text = tt_r_dump(rj, &len))) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  /* Kind byte first so counting rejections needs no JSON parse. */
+  free(rec);
+  rec = malloc(len + 1);
+  if (!rec) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  rec[0] = (uint8_t)kind;
+  memcpy(rec + 1, text, len);
+  rc = tt_put(t, TT_TABLE_ROUTCOMES, (tt_bytes){sk, 8},
+              (tt_bytes){rec, len + 1});
+out:
+  json_decref(rj);
+  free(text);
+  free(rec);
+  return rc;
+}
+
+int tt_replica_push_done(tt_replica *r, const json_t *req, int status,
+                         const json_t *resp) {
+  if (!r) return TETHER_EINVAL;
+  r->err[0] = 0;
+  int rc = tt_r_no_batch(r, "push");
+  if (rc) return rc;
+  if (status != 200) return tt_r_http_error(r, "push", status, resp);
+  uint64_t lo, hi;
+  if (!json_is_object(req) || req_range(req, &lo, &hi)) {
+    TT_R_ERR(r, "push: not a request built by this replica");
+    return TETHER_EINVAL;
+  }
+  const json_t *outs = json_object_get(resp, "outcomes");
+  if (!json_is_object(resp) || !json_is_array(outs)) {
+    TT_R_ERR(r, "push: response without outcomes");
+    return TETHER_EPROTO;
+  }
+  tt_txn *t = NULL;
+  if ((rc = tt_txn_begin(r->st, 0, 1, &t))) return rc;
+  tt_rchain ch;
+  if ((rc = tt_r_chain_load(t, &ch))) goto out;
+  char keep[sizeof r->err];
+  keep[0] = 0;
+  for (size_t i = 0; i < json_array_size(outs); i++) {
+    rc = apply_outcome(r, t, json_array_get(outs, i), lo, hi);
+    if (rc == TETHER_EPROTO) {
+      TT_R_ERR(r, "push: malformed outcome %zu", i);
+      goto out;
+    }
+    if (rc) goto out;
+    if (r->err[0] && !keep[0]) memcpy(keep, r->err, sizeof keep);
+  }
+  /* Advance the acknowledged prefix over intents that now have an outcome
+   * (acked, or removed as rejected). */
+  while (ch.acked + 1 < ch.next_seq) {
+    uint8_t sk[8];
+    tt_bytes v;
+    tt_robx o;
+    tt_r_seqkey(sk, ch.acked + 1);
+    rc = tt_get(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v);
+    if (rc == 0) {
+      if ((rc = tt_r_obx_decode(v, &o))) goto out;
+      if (o.state != TT_ROBX_ACKED) break;
+    } else if (rc != TETHER_ENOTFOUND) {
+      goto out;
+    }
+    ch.acked++;
+  }
+  rc = tt_r_chain_store(t, &ch);
+  if (rc) goto out;
+  rc = tt_commit(t);
+  t = NULL;
+  /* The first rejection is the one worth reporting. */
+  if (rc == 0 && keep[0]) memcpy(r->err, keep, sizeof keep);
+out:
+  tt_abort(t);
+  return rc;
+}
+
+/* ---- pull ---------------------------------------------------------------- */
+
+int tt_replica_pull_request(tt_replica *r, size_t limit, uint64_t wait_ms,
+                            json_t **req) {
+  if (!req) return TETHER_EINVAL;
+  *req = NULL;
+  if (!r) return TETHER_EINVAL;
+  tt_txn *t = NULL;
+  uint64_t *cur = NULL;
+  size_t n = 0;
+  json_t *o = NULL, *a = NULL;
+  int rc = tt_r_begin(r, 0, &t);
+  if (rc) return rc;
+  rc = tt_r_cursor_load(t, &cur, &n);
+  tt_r_end(r, t);
+  if (rc) goto out;
+  rc = TETHER_ENOMEM;
+  if (!(a = json_array())) goto out;
+  for (size_t i = 0; i < n; i++)
+    if (json_array_append_new(a, json_integer((json_int_t)cur[i]))) goto out;
+  if (wait_ms > MAX_WAIT_MS) wait_ms = MAX_WAIT_MS;
+  o = json_pack("{s:i,s:s,s:O,s:I}", "v", TETHER_PROTOCOL_VERSION, "replica",
+                r->id_hex, "cursor", a, "wait_ms", (json_int_t)wait_ms);
+  if (!o) goto out;
+  if (limit > 0 &&
+      json_object_set_new(o, "limit", json_integer((json_int_t)limit)))
+    goto out;
+  *req = o;
+  o = NULL;
+  rc = 0;
+out:
+  json_decref(o);
+  json_decref(a);
+  free(cur);
+  return rc;
+}
+
+/* A document touched by this pull: re-based after the page is applied. */
+typedef struct {
+  uint8_t *key;
+  size_t klen;
+  uint64_t version; /* confirmed version, when PAGED */
+  uint32_t p;
+  int paged; /* arrived in this page; else only an intent was swept */
+} touched;
+
+typedef struct {
+  touched *v;
+  size_t n, cap;
+} touched_set;
+
+static int touched_add(touched_set *s, const uint8_t *key, size_t klen,
+                       uint64_t version, uint32_t p, int paged) {
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 64;
+    touched *nv = realloc(s->v, cap * sizeof *nv);
+    if (!nv) return TETHER_ENOMEM;
+    s->v = nv;
+    s->cap = cap;
+  }
+  uint8_t *k = malloc(klen);
+  if (!k) return TETHER_ENOMEM;
+  memcpy(k, key, klen);
+  s->v[s->n++] = (touched){k, klen, version, p, paged};
+  return 0;
+}
+
+static void touched_free(touched_set *s) {
+  for (size_t i = 0; i < s->n; i++) free(s->v[i].key);
+  free(s->v);
+  memset(s, 0, sizeof *s);
+}
+
+static int touched_cmp(const void *a, const void *b) {
+  const touched *x = a, *y = b;
+  size_t m = x->klen < y->klen ? x->klen : y->klen;
+  int c = memcmp(x->key, y->key, m);
+  if (c) return c;
+  if (x->klen != y->klen) return x->klen < y->klen ? -1 : 1;
+  /* Paged entries first so a lookup finds the version. */
+  return y->paged - x->paged;
+}
+
+static const touched *touched_find(const touched_set *s, const uint8_t *key,
+                                   size_t klen) {
+  size_t lo = 0, hi = s->n;
+  touched probe = {(uint8_t *)key, klen, 0, 0, 1};
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = touched_cmp(&probe, &s->v[mid]);
+    if (c == 0) return &s->v[mid];
+    if (c < 0)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return NULL;
+}
+
+/* Applies one change to the confirmed documents. */
+static int apply_change(tt_txn *t, const json_t *ch, touched_set *ts,
+                        int track) {
+  const char *coll = json_string_value(json_object_get(ch, "coll"));
+  const char *id = json_string_value(json_object_get(ch, "id"));
+  const json_t *set = json_object_get(ch, "set");
+  const json_t *unset = json_object_get(ch, "unset");
+  const json_t *del = json_object_get(ch, "deleted");
+  uint64_t version, p = 0;
+  if (!coll || !id || !tt_name_valid(coll) || !tt_name_valid(id) ||
+      get_u64(ch, "version", &version) || (set && !json_is_object(set)) ||
+      (unset && !json_is_array(unset)) || (del && !json_is_boolean(del)))
+    return TETHER_EPROTO;
+  if (json_object_get(ch, "p") &&
+      (get_u64(ch, "p", &p) || p >= TT_R_MAX_PARTITIONS))
+    return TETHER_EPROTO;
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)set, k, v) {
+    if (!tt_name_valid(k)) return TETHER_EPROTO;
+  }
+  for (size_t i = 0; i < json_array_size(unset); i++)
+    if (!json_is_string(json_array_get(unset, i))) return TETHER_EPROTO;
+
+  uint8_t key[TT_R_KEYMAX];
+  size_t kl = tt_r_dockey(key, coll, id);
+  int rc;
+  if (json_is_true(del)) {
+    rc = tt_r_doc_store(t, key, kl, version, 1, NULL);
+  } else {
+    tt_rdoc d;
+    if ((rc = tt_r_doc_load(t, key, kl, &d))) return rc;
+    json_t *obj = d.obj; /* absent or a tombstone: revived from empty */
+    if (!obj && json_array_size(unset) == 0) {
+      /* The common case of a document arriving whole: stored as sent. */
+      json_t *empty = NULL;
+      if (!set && !(empty = json_object())) return TETHER_ENOMEM;
+      rc = tt_r_doc_store(t, key, kl, version, 0, set ? set : empty);
+      json_decref(empty);
+    } else {
+      if (!obj && !(obj = d.obj = json_object())) return TETHER_ENOMEM;
+      if (set && json_object_update(obj, (json_t *)set)) rc = TETHER_ENOMEM;
+      for (size_t i = 0; !rc && i < json_array_size(unset); i++)
+        json_object_del(obj, json_string_value(json_array_get(unset, i)));
+      if (!rc) rc = tt_r_doc_store(t, key, kl, version, 0, obj);
+    }
+    tt_r_doc_clear(&d);
+  }
+  if (rc || !track) return rc;
+  return touched_add(ts, key, kl, version, (uint32_t)p, 1);
+}
+
+typedef struct {
+  uint64_t acked;
+  const uint64_t *cur;
+  size_t ncur;
+  const touched_set *paged;
+  uint64_t *drop;
+  size_t n, cap;
+  int err;
+} sweep_ctx;
+
+/* Acked intents whose effect the confirmed state now includes: the cursor
+ * of their partition covers their commit, or their document arrived in
+ * this page at a version at or past it. */
+static int sweep_cb(void *vctx, tt_bytes k, tt_bytes v) {
+  sweep_ctx *c = vctx;
+  if (k.len != 8) {
+    c->err = TETHER_ECORRUPT;
+    return 2;
+  }
+  uint64_t seq = tt_be64_get(k.data);
+  if (seq > c->acked) return 1;
+  tt_robx o;
+  if ((c->err = tt_r_obx_decode(v, &o))) return 2;
+  if (o.state != TT_ROBX_ACKED) return 0;
+  int covered = o.p < c->ncur && o.commit <= c->cur[o.p];
+  if (!covered) {
+    const touched *tp = touched_find(c->paged, o.key, o.klen);
+    covered = tp && tp->paged && tp->p == o.p && tp->version >= o.commit;
+  }
+  if (!covered) return 0;
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 64;
+    uint64_t *nd = realloc(c->drop, cap * sizeof *nd);
+    if (!nd) {
+      c->err = TETHER_ENOMEM;
+      return 2;
+    }
+    c->drop = nd;
+    c->cap = cap;
+  }
+  c->drop[c->n++] = seq;
+  return 0;
+}
+
+static int pending_any_cb(void *ctx, tt_bytes k, tt_bytes v) {
+  (void)ctx;
+  (void)k;
+  (void)v;
+  return 1;
+}
+
+int tt_replica_pull_done(tt_replica *r, int status, const json_t *resp,
+                         int *more, size_t *nchanges) {
+  if (more) *more = 0;
+  if (nchanges) *nchanges = 0;
+  if (!r) return TETHER_EINVAL;
+  r->err[0] = 0;
+  int rc = tt_r_no_batch(r, "pull");
+  if (rc) return rc;
+  if (status == 400 && json_is_object(resp)) {
+    const char *code = json_string_value(json_object_get(resp, "error"));
+    if (code && strcmp(code, "cursor") == 0) {
+      const char *msg = json_string_value(json_object_get(resp, "message"));
+      TT_R_ERR(r, "pull: the server rejected the cursor; the replica must "
+                  "re-bootstrap%s%s", msg ? ": " : "", msg ? msg : "");
+      return TETHER_EPROTO;
+    }
+  }
+  if (status != 200) return tt_r_http_error(r, "pull", status, resp);
+
+  const json_t *changes = json_object_get(resp, "changes");
+  const json_t *jmore = json_object_get(resp, "more");
+  uint64_t *cur = NULL;
+  size_t ncur = 0;
+  touched_set ts = {0};
+  sweep_ctx sw = {0};
+  tt_txn *t = NULL;
+  char *ctext = NULL;
+  if (!json_is_object(resp) || (changes && !json_is_array(changes)) ||
+      (jmore && !json_is_boolean(jmore))) {
+    TT_R_ERR(r, "pull: malformed response");
+    return TETHER_EPROTO;
+  }
+  rc = tt_r_cursor_parse(json_object_get(resp, "cursor"), &cur, &ncur,
+                         TETHER_EPROTO);
+  if (rc) {
+    if (rc == TETHER_EPROTO) TT_R_ERR(r, "pull: malformed cursor");
+    return rc;
+  }
+  if ((rc = tt_txn_begin(r->st, 0, 1, &t))) goto out;
+  tt_rchain ch;
+  if ((rc = tt_r_chain_load(t, &ch))) goto out;
+  /* With nothing pending (the bootstrap case) there is no view to re-base
+   * and nothing to sweep: changes only touch confirmed documents. */
+  rc = tt_scan(t, TT_TABLE_PENDING, (tt_bytes){NULL, 0}, pending_any_cb,
+               NULL);
+  if (rc < 0) goto out;
+  int pending = rc == 1;
+  size_t nch = json_array_size(changes);
+  for (size_t i = 0; i < nch; i++) {
+    rc = apply_change(t, json_array_get(changes, i), &ts, pending);
+    if (rc == TETHER_EPROTO) TT_R_ERR(r, "pull: malformed change %zu", i);
+    if (rc) goto out;
+  }
+  json_t *ca = json_object_get(resp, "cursor");
+  size_t clen;
+  if (!(ctext = tt_r_dump(ca, &clen))) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  if ((rc = tt_put(t, TT_TABLE_META, (tt_bytes){"cursor", 6},
+                   (tt_bytes){ctext, clen})))
+    goto out;
+  if (pending) {
+    if (ts.n) qsort(ts.v, ts.n, sizeof *ts.v, touched_cmp);
+    sw = (sweep_ctx){ch.acked, cur, ncur, &ts, NULL, 0, 0, 0};
+    rc = tt_scan(t, TT_TABLE_OUTBOX, (tt_bytes){NULL, 0}, sweep_cb, &sw);
+    if (rc == 2) rc = sw.err;
+    if (rc < 0) goto out;
+    rc = 0;
+    for (size_t i = 0; i < sw.n; i++) {
+      uint8_t sk[8], key[TT_R_KEYMAX];
+      tt_bytes v;
+      tt_robx o;
+      tt_r_seqkey(sk, sw.drop[i]);
+      if ((rc = tt_get(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v)) ||
+          (rc = tt_r_obx_decode(v, &o)))
+        goto out;
+      size_t kl = o.klen;
+      memcpy(key, o.key, kl);
+      if ((rc = tt_r_obx_drop(t, sw.drop[i], key, kl)) ||
+          (rc = touched_add(&ts, key, kl, 0, 0, 0)))
+        goto out;
+    }
+    if (ts.n) qsort(ts.v, ts.n, sizeof *ts.v, touched_cmp);
+    for (size_t i = 0; i < ts.n; i++) {
+      if (i > 0 && ts.v[i].klen == ts.v[i - 1].klen &&
+          memcmp(ts.v[i].key, ts.v[i - 1].key, ts.v[i].klen) == 0)
+        continue;
+      if ((rc = tt_r_view_recompute(t, ts.v[i].key, ts.v[i].klen))) goto out;
+    }
+  }
+  rc = tt_commit(t);
+  t = NULL;
+  if (rc == 0) {
+    if (more) *more = json_is_true(jmore);
+    if (nchanges) *nchanges = nch;
+  }
+out:
+  tt_abort(t);
+  touched_free(&ts);
+  free(sw.drop);
+  free(cur);
+  free(ctext);
+  return rc;
+}

@@ -1,0 +1,357 @@
+/* pull.c — POST /v1/pull: the changes since a cursor, from one read
+ * snapshot.
+ *
+ * The changelog holds one entry per document, at its current version
+ * (push.c deletes the previous one), so walking TT_TABLE_CHANGES from
+ * cursor[p] + 1 visits each document changed since the cursor exactly once,
+ * in commit order. Only fields written after the cursor are sent.
+ *
+ * Paging: when the limit cuts partition p at changelog position X, the
+ * cursor may NOT move to X. A document whose entry lies beyond X can have
+ * fields written in (cursor, X] (its entry moved when it changed again);
+ * a replica at X would never get them. So a cut partition keeps its
+ * cursor, and the scan position travels separately as "resume": the next
+ * page scans from resume[p] + 1 but still sends fields newer than
+ * cursor[p]. A partition scanned to its end moves its cursor to its head.
+ * Losing "resume" (a crash) only repeats pages.
+ *
+ * Long-poll waiting lives in net/; wait_ms is only checked here. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_int.h"
+
+typedef struct {
+  tt_txn *t;
+  uint32_t p;
+  uint64_t cursor; /* the replica's position in partition p */
+  uint64_t last;   /* last seq included */
+  size_t count, limit;
+  json_t *changes;
+  int rc; /* error from inside the callback */
+} pull_scan;
+
+enum { STOP_PARTITION = 1, STOP_LIMIT = 2, STOP_ERROR = 3 };
+
+static int add_change(pull_scan *ps, uint64_t seq, tt_bytes dockey) {
+  const char *k = dockey.data, *sep = memchr(k, '\0', dockey.len);
+  tt_bytes val;
+  tt_doc doc = {0};
+  json_t *set = NULL, *unset = NULL, *c = NULL;
+  int rc;
+
+  if (!sep)
+    return TETHER_ECORRUPT;
+  rc = tt_get(ps->t, TT_TABLE_DOCS, dockey, &val);
+  if (rc == TETHER_ENOTFOUND)
+    rc = TETHER_ECORRUPT; /* a changelog entry always has its document */
+  if (rc)
+    goto out;
+  rc = tt_doc_decode(val.data, val.len, &doc);
+  if (rc)
+    goto out;
+  if (doc.version != seq) {
+    rc = TETHER_ECORRUPT;
+    goto out;
+  }
+  c = json_object();
+  if (!c ||
+      json_object_set_new_nocheck(c, "coll",
+                                  json_stringn(k, (size_t)(sep - k))) ||
+      json_object_set_new_nocheck(
+          c, "id", json_stringn(sep + 1, dockey.len - (size_t)(sep - k) - 1)) ||
+      json_object_set_new_nocheck(c, "p", json_integer(ps->p)) ||
+      json_object_set_new_nocheck(c, "version",
+                                  json_integer((json_int_t)seq))) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  if (doc.deleted) {
+    if (json_object_set_new_nocheck(c, "deleted", json_true())) {
+      rc = TETHER_ENOMEM;
+      goto out;
+    }
+  } else {
+    rc = tt_doc_changes_since(&doc, ps->cursor, &set, &unset);
+    if (rc)
+      goto out;
+    if ((json_object_size(set) &&
+         json_object_set_nocheck(c, "set", set)) ||
+        (json_array_size(unset) &&
+         json_object_set_nocheck(c, "unset", unset))) {
+      rc = TETHER_ENOMEM;
+      goto out;
+    }
+  }
+  if (json_array_append(ps->changes, c))
+    rc = TETHER_ENOMEM;
+out:
+  json_decref(set);
+  json_decref(unset);
+  json_decref(c);
+  tt_doc_clear(&doc);
+  return rc;
+}
+
+static int scan_cb(void *ctx, tt_bytes key, tt_bytes val) {
+  pull_scan *ps = ctx;
+  uint64_t seq;
+  int rc;
+
+  if (key.len != 12 || tt_be32_get(key.data) != ps->p)
+    return STOP_PARTITION;
+  if (ps->count == ps->limit)
+    return STOP_LIMIT; /* one more entry exists: "more" */
+  seq = tt_be64_get((const uint8_t *)key.data + 4);
+  rc = add_change(ps, seq, val);
+  if (rc) {
+    ps->rc = rc;
+    return STOP_ERROR;
+  }
+  ps->count++;
+  ps->last = seq;
+  return 0;
+}
+
+static int answer(int *status, json_t **response, int st, json_t *body) {
+  *status = st;
+  *response = body;
+  return body ? 0 : TETHER_ENOMEM;
+}
+
+int tt_server_pull(tt_server *s, const json_t *request, int *status,
+                   json_t **response) {
+  const json_t *v, *rep, *cur, *res, *lim, *wait;
+  uint8_t rid[TT_ID_LEN];
+  uint64_t *cursor = NULL, *from = NULL, *head = NULL;
+  size_t limit;
+  pull_scan ps = {0};
+  tt_txn *t = NULL;
+  json_t *body = NULL, *jc = NULL, *jr = NULL;
+  int rc = 0, more = 0, bad = 1;
+  unsigned P;
+
+  *status = 500;
+  *response = NULL;
+  if (!s)
+    return TETHER_EINVAL;
+  P = s->nparts;
+  if (!json_is_object(request)) {
+    rc = answer(status, response, 400,
+                tt_srv_error("json", "body is not a JSON object"));
+    goto out;
+  }
+  v = json_object_get(request, "v");
+  if (!json_is_integer(v) || json_integer_value(v) != 1) {
+    rc = answer(status, response, 400,
+                tt_srv_error("version", "protocol version 1 expected"));
+    goto out;
+  }
+  rep = json_object_get(request, "replica");
+  if (!json_is_string(rep) || json_string_length(rep) != 2 * TT_ID_LEN ||
+      tt_hex_decode(json_string_value(rep), rid, TT_ID_LEN)) {
+    rc = answer(status, response, 400,
+                tt_srv_error("invalid", "replica: 32 hex characters "
+                                        "expected"));
+    goto out;
+  }
+  cursor = calloc(P, sizeof *cursor);
+  from = calloc(P, sizeof *from);
+  head = calloc(P, sizeof *head);
+  if (!cursor || !from || !head) {
+    rc = TETHER_ENOMEM;
+    goto fail;
+  }
+  cur = json_object_get(request, "cursor");
+  if (cur && !json_is_array(cur)) {
+    rc = answer(status, response, 400,
+                tt_srv_error("invalid", "cursor: array expected"));
+    goto out;
+  }
+  if (json_array_size(cur) != 0 && json_array_size(cur) != P) {
+    rc = answer(status, response, 400,
+                tt_srv_error("cursor",
+                             "cursor has %zu partitions, the server %u",
+                             json_array_size(cur), P));
+    goto out;
+  }
+  for (size_t i = 0; i < json_array_size(cur); i++) {
+    json_t *e = json_array_get(cur, i);
+    if (!json_is_integer(e) || json_integer_value(e) < 0) {
+      rc = answer(status, response, 400,
+                  tt_srv_error("invalid",
+                               "cursor[%zu]: non-negative integer expected",
+                               i));
+      goto out;
+    }
+    cursor[i] = (uint64_t)json_integer_value(e);
+  }
+  memcpy(from, cursor, P * sizeof *from);
+  res = json_object_get(request, "resume");
+  if (res && (!json_is_array(res) || json_array_size(res) != P)) {
+    rc = answer(status, response, 400,
+                tt_srv_error("cursor", "resume: array of %u integers "
+                                       "expected", P));
+    goto out;
+  }
+  for (size_t i = 0; i < json_array_size(res); i++) {
+    json_t *e = json_array_get(res, i);
+    if (!json_is_integer(e) || json_integer_value(e) < 0 ||
+        (uint64_t)json_integer_value(e) < cursor[i]) {
+      rc = answer(status, response, 400,
+                  tt_srv_error("cursor",
+                               "resume[%zu]: an integer not below "
+                               "cursor[%zu] expected",
+                               i, i));
+      goto out;
+    }
+    from[i] = (uint64_t)json_integer_value(e);
+  }
+  lim = json_object_get(request, "limit");
+  limit = s->pull_limit;
+  if (lim) {
+    if (!json_is_integer(lim) || json_integer_value(lim) < 1) {
+      rc = answer(status, response, 400,
+                  tt_srv_error("invalid", "limit: positive integer expected"));
+      goto out;
+    }
+    /* Above the page size is not an error: the page size is the most. */
+    if ((uint64_t)json_integer_value(lim) < limit)
+      limit = (size_t)json_integer_value(lim);
+  }
+  wait = json_object_get(request, "wait_ms");
+  if (wait && (!json_is_integer(wait) || json_integer_value(wait) < 0)) {
+    rc = answer(status, response, 400,
+                tt_srv_error("invalid",
+                             "wait_ms: non-negative integer expected"));
+    goto out;
+  }
+  bad = 0;
+
+  /* LMDB: one read snapshot covers every partition. A Redis backend reads
+   * each partition on its own (one consistent read per hash slot) — a
+   * later issue. */
+  rc = tt_txn_begin(s->st, 0, 0, &t);
+  if (rc)
+    goto fail;
+  for (unsigned p = 0; p < P; p++) {
+    rc = tt_srv_load_seq(t, p, &head[p]);
+    if (rc)
+      goto fail;
+    if (from[p] > head[p]) {
+      bad = 1;
+      rc = answer(status, response, 400,
+                  tt_srv_error("cursor",
+                               "%s[%u] = %llu is ahead of the server "
+                               "(%llu); bootstrap again with []",
+                               cursor[p] > head[p] ? "cursor" : "resume", p,
+                               (unsigned long long)from[p],
+                               (unsigned long long)head[p]));
+      goto out;
+    }
+  }
+
+  ps.t = t;
+  ps.limit = limit;
+  ps.changes = json_array();
+  if (!ps.changes) {
+    rc = TETHER_ENOMEM;
+    goto fail;
+  }
+  for (unsigned p = 0; p < P && !more; p++) {
+    uint8_t key[12];
+    tt_bytes fb = {key, sizeof key};
+
+    if (from[p] == head[p]) {
+      cursor[p] = from[p] = head[p]; /* nothing left in this partition */
+      continue;
+    }
+    ps.p = p;
+    ps.cursor = cursor[p];
+    ps.last = from[p];
+    tt_srv_change_key(key, p, from[p] + 1);
+    rc = tt_scan(t, TT_TABLE_CHANGES, fb, scan_cb, &ps);
+    if (rc == STOP_ERROR) {
+      rc = ps.rc;
+      goto fail;
+    }
+    if (rc < 0)
+      goto fail;
+    if (rc == STOP_LIMIT) {
+      more = 1; /* cut: the cursor stays, the position travels in resume */
+      from[p] = ps.last;
+    } else {
+      cursor[p] = from[p] = head[p]; /* the rest of the partition is here */
+    }
+    rc = 0;
+  }
+
+  jc = json_array();
+  if (!jc) {
+    rc = TETHER_ENOMEM;
+    goto fail;
+  }
+  for (unsigned p = 0; p < P; p++)
+    if (json_array_append_new(jc, json_integer((json_int_t)cursor[p]))) {
+      rc = TETHER_ENOMEM;
+      goto fail;
+    }
+  if (more) {
+    jr = json_array();
+    if (!jr) {
+      rc = TETHER_ENOMEM;
+      goto fail;
+    }
+    for (unsigned p = 0; p < P; p++)
+      if (json_array_append_new(jr, json_integer((json_int_t)from[p]))) {
+        rc = TETHER_ENOMEM;
+        goto fail;
+      }
+  }
+  body = json_object();
+  if (!body) {
+    rc = TETHER_ENOMEM;
+    goto fail;
+  }
+  /* set_new consumes the value even when it fails: call every one. */
+  bad = json_object_set_new_nocheck(body, "v", json_integer(1));
+  bad |= json_object_set_new_nocheck(body, "cursor", jc);
+  bad |= json_object_set_new_nocheck(body, "more", json_boolean(more));
+  bad |= json_object_set_new_nocheck(body, "changes", ps.changes);
+  if (jr)
+    bad |= json_object_set_new_nocheck(body, "resume", jr);
+  jc = NULL;
+  jr = NULL;
+  ps.changes = NULL;
+  if (bad) {
+    bad = 0;
+    rc = TETHER_ENOMEM;
+    goto fail;
+  }
+  *status = 200;
+  *response = body;
+  body = NULL;
+  goto out;
+
+fail:
+  if (rc == TETHER_ECORRUPT)
+    answer(status, response, 500,
+           tt_srv_error("internal", "a stored record is corrupt"));
+  else
+    answer(status, response, 503,
+           tt_srv_error("unavailable", "cannot read the store: %s",
+                        tether_err_name(rc)));
+out:
+  tt_abort(t);
+  json_decref(body);
+  json_decref(jc);
+  json_decref(jr);
+  json_decref(ps.changes);
+  free(cursor);
+  free(from);
+  free(head);
+  atomic_fetch_add_explicit(&s->pulls, 1, memory_order_relaxed);
+  if (bad)
+    atomic_fetch_add_explicit(&s->bad_requests, 1, memory_order_relaxed);
+  return rc;
+}

@@ -1,0 +1,245 @@
+/* records.c — the server's stored keys and records.
+ *
+ * Hot records (replica dedupe, outcome) are small fixed binary layouts so a
+ * push does not pay for JSON per intent; rare ones (conflicts, audit) are
+ * compact JSON so an operator can read them. Every decoder distrusts its
+ * input: a malformed record is TETHER_ECORRUPT, never a crash. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_int.h"
+
+#define OUTCOME_FORMAT 1u
+#define REPLICA_FORMAT 1u
+/* format, kind, be32 p, be64 commit, u8 rule length, be16 reason length */
+#define OUTCOME_FIXED (1 + 1 + 4 + 8 + 1 + 2)
+
+uint32_t tt_srv_fnv1a(const char *coll, const char *id) {
+  uint32_t h = 2166136261u;
+  for (const unsigned char *c = (const unsigned char *)coll; *c; c++)
+    h = (h ^ *c) * 16777619u;
+  h = (h ^ 0u) * 16777619u; /* the separator, so ("ab","c") != ("a","bc") */
+  for (const unsigned char *c = (const unsigned char *)id; *c; c++)
+    h = (h ^ *c) * 16777619u;
+  return h;
+}
+
+unsigned tt_server_partition_of(const char *coll, const char *id,
+                                unsigned nparts) {
+  if (nparts <= 1)
+    return 0;
+  return tt_srv_fnv1a(coll, id) % nparts;
+}
+
+size_t tt_srv_doc_key(char *buf, const char *coll, const char *id) {
+  size_t a = strlen(coll), b = strlen(id);
+  /* Callers pass validated names (<= TT_MAX_NAME); clamp anyway so a bug
+   * can never write past BUF. */
+  if (a > TT_MAX_NAME)
+    a = TT_MAX_NAME;
+  if (b > TT_MAX_NAME)
+    b = TT_MAX_NAME;
+  memcpy(buf, coll, a);
+  buf[a] = '\0';
+  memcpy(buf + a + 1, id, b);
+  return a + 1 + b;
+}
+
+void tt_srv_change_key(uint8_t out[12], uint32_t p, uint64_t seq) {
+  tt_be32_put(out, p);
+  tt_be64_put(out + 4, seq);
+}
+
+void tt_srv_outcome_key(uint8_t out[TT_ID_LEN + 8],
+                        const uint8_t replica[TT_ID_LEN], uint64_t seq) {
+  memcpy(out, replica, TT_ID_LEN);
+  tt_be64_put(out + TT_ID_LEN, seq);
+}
+
+void tt_srv_audit_key(uint8_t out[16], uint32_t p, uint64_t seq, uint32_t n) {
+  tt_be32_put(out, p);
+  tt_be64_put(out + 4, seq);
+  tt_be32_put(out + 12, n);
+}
+
+void tt_srv_replica_encode(const tt_srv_replica *r,
+                           uint8_t out[TT_SRV_REPLICA_LEN]) {
+  out[0] = REPLICA_FORMAT;
+  tt_be64_put(out + 1, r->last_seq);
+  memcpy(out + 9, r->last_hash, TT_HASH_LEN);
+}
+
+int tt_srv_replica_decode(tt_bytes b, tt_srv_replica *out) {
+  const uint8_t *d = b.data;
+  memset(out, 0, sizeof *out);
+  if (b.len != TT_SRV_REPLICA_LEN || d[0] != REPLICA_FORMAT)
+    return TETHER_ECORRUPT;
+  out->last_seq = tt_be64_get(d + 1);
+  memcpy(out->last_hash, d + 9, TT_HASH_LEN);
+  return 0;
+}
+
+int tt_srv_json_encode(const json_t *v, char **buf, size_t *len) {
+  char *txt = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+  if (!txt)
+    return TETHER_ENOMEM;
+  *buf = txt;
+  *len = strlen(txt);
+  return 0;
+}
+
+int tt_srv_json_decode(tt_bytes b, json_t **out) {
+  json_t *j = json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL);
+  if (!j || !json_is_object(j)) {
+    json_decref(j);
+    *out = NULL;
+    return TETHER_ECORRUPT;
+  }
+  *out = j;
+  return 0;
+}
+
+int tt_srv_outcome_encode(const tt_srv_outcome *o, uint8_t **buf,
+                          size_t *len) {
+  size_t rl = o->rule ? o->rule_len : 0;
+  size_t sl = o->reason ? o->reason_len : 0;
+  char *ctxt = NULL;
+  size_t cl = 0;
+  uint8_t *b = NULL, *w;
+  int rc = 0;
+
+  if (rl > 255)
+    rl = 255;
+  if (sl > 0xffff)
+    sl = 0xffff;
+  if (o->conflict) {
+    rc = tt_srv_json_encode(o->conflict, &ctxt, &cl);
+    if (rc)
+      goto out;
+  }
+  b = malloc(OUTCOME_FIXED + rl + sl + cl);
+  if (!b) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  w = b;
+  *w++ = OUTCOME_FORMAT;
+  *w++ = (uint8_t)o->kind;
+  tt_be32_put(w, o->p);
+  w += 4;
+  tt_be64_put(w, o->commit);
+  w += 8;
+  *w++ = (uint8_t)rl;
+  if (rl)
+    memcpy(w, o->rule, rl);
+  w += rl;
+  *w++ = (uint8_t)(sl >> 8);
+  *w++ = (uint8_t)sl;
+  if (sl)
+    memcpy(w, o->reason, sl);
+  w += sl;
+  if (cl)
+    memcpy(w, ctxt, cl);
+  w += cl;
+  *buf = b;
+  *len = (size_t)(w - b);
+  b = NULL;
+out:
+  free(b);
+  free(ctxt);
+  return rc;
+}
+
+int tt_srv_outcome_decode(tt_bytes b, uint64_t seq, tt_srv_outcome *out,
+                          json_t **conflict) {
+  const uint8_t *d = b.data, *end = d + b.len;
+  size_t rl, sl;
+
+  memset(out, 0, sizeof *out);
+  *conflict = NULL;
+  if (b.len < OUTCOME_FIXED || d[0] != OUTCOME_FORMAT ||
+      d[1] >= (uint8_t)TT_OUT__COUNT)
+    return TETHER_ECORRUPT;
+  out->seq = seq;
+  out->kind = (tt_outcome_kind)d[1];
+  out->p = tt_be32_get(d + 2);
+  out->commit = tt_be64_get(d + 6);
+  d += 14;
+  rl = *d++;
+  if ((size_t)(end - d) < rl + 2)
+    return TETHER_ECORRUPT;
+  if (rl) {
+    out->rule = (const char *)d;
+    out->rule_len = rl;
+  }
+  d += rl;
+  sl = ((size_t)d[0] << 8) | d[1];
+  d += 2;
+  if ((size_t)(end - d) < sl)
+    return TETHER_ECORRUPT;
+  if (sl) {
+    out->reason = (const char *)d;
+    out->reason_len = sl;
+  }
+  d += sl;
+  if (d < end) {
+    tt_bytes cb = {d, (size_t)(end - d)};
+    int rc = tt_srv_json_decode(cb, conflict);
+    if (rc)
+      return rc;
+    out->conflict = *conflict;
+  }
+  return 0;
+}
+
+static int set_new(json_t *o, const char *k, json_t *v) {
+  if (!v)
+    return -1;
+  return json_object_set_new_nocheck(o, k, v);
+}
+
+json_t *tt_srv_outcome_json(const tt_srv_outcome *o, int duplicate) {
+  json_t *j = json_object();
+  int bad = 0;
+
+  if (!j)
+    return NULL;
+  bad |= set_new(j, "seq", json_integer((json_int_t)o->seq));
+  bad |= set_new(j, "outcome", json_string(tt_outcome_name(o->kind)));
+  if (o->rule)
+    bad |= set_new(j, "rule", json_stringn(o->rule, o->rule_len));
+  if (o->reason)
+    bad |= set_new(j, "reason", json_stringn(o->reason, o->reason_len));
+  if (o->conflict)
+    bad |= json_object_set_nocheck(j, "conflict", (json_t *)o->conflict);
+  bad |= set_new(j, "p", json_integer((json_int_t)o->p));
+  bad |= set_new(j, "commit", json_integer((json_int_t)o->commit));
+  if (duplicate)
+    bad |= set_new(j, "duplicate", json_true());
+  if (bad) {
+    json_decref(j);
+    return NULL;
+  }
+  return j;
+}
+
+json_t *tt_srv_conflict_json(const tt_conflict *c) {
+  json_t *j = json_object();
+  int bad = 0;
+
+  if (!j)
+    return NULL;
+  bad |= set_new(j, "id", json_string(c->id ? c->id : ""));
+  bad |= set_new(j, "field", json_string(c->field ? c->field : ""));
+  if (c->base)
+    bad |= json_object_set_nocheck(j, "base", c->base);
+  if (c->theirs)
+    bad |= json_object_set_nocheck(j, "theirs", c->theirs);
+  if (c->ours)
+    bad |= json_object_set_nocheck(j, "ours", c->ours);
+  if (bad) {
+    json_decref(j);
+    return NULL;
+  }
+  return j;
+}

@@ -1,0 +1,299 @@
+/* server.c — opening the reconciler on a store: meta (format version,
+ * partition count, per-partition commit sequences), the push-side caches,
+ * counters, error bodies.
+ *
+ * Meta keys (TT_TABLE_META):
+ *   "server.format"      be32 TT_SRV_FORMAT
+ *   "server.partitions"  be32 P, fixed when the store is created
+ *   "server.seq" be32 p  be64 last commit sequence of partition p (absent = 0)
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_int.h"
+
+static const char K_FORMAT[] = "server.format";
+static const char K_PARTS[] = "server.partitions";
+static const char K_SEQ[] = "server.seq"; /* + be32 partition */
+
+static tt_bytes cstr_key(const char *k) {
+  tt_bytes b = {k, strlen(k)};
+  return b;
+}
+
+static void seq_key(uint8_t buf[sizeof K_SEQ - 1 + 4], unsigned p) {
+  memcpy(buf, K_SEQ, sizeof K_SEQ - 1);
+  tt_be32_put(buf + sizeof K_SEQ - 1, p);
+}
+
+int tt_srv_load_seq(tt_txn *t, unsigned p, uint64_t *out) {
+  uint8_t k[sizeof K_SEQ - 1 + 4];
+  tt_bytes key = {k, sizeof k}, val;
+  int rc;
+
+  seq_key(k, p);
+  rc = tt_get(t, TT_TABLE_META, key, &val);
+  if (rc == TETHER_ENOTFOUND) {
+    *out = 0;
+    return 0;
+  }
+  if (rc)
+    return rc;
+  if (val.len != 8)
+    return TETHER_ECORRUPT;
+  *out = tt_be64_get(val.data);
+  return 0;
+}
+
+int tt_srv_store_seq(tt_txn *t, unsigned p, uint64_t seq) {
+  uint8_t k[sizeof K_SEQ - 1 + 4], v[8];
+  tt_bytes key = {k, sizeof k}, val = {v, sizeof v};
+
+  seq_key(k, p);
+  tt_be64_put(v, seq);
+  return tt_put(t, TT_TABLE_META, key, val);
+}
+
+static int get_u32(tt_txn *t, const char *name, uint32_t *out) {
+  tt_bytes val;
+  int rc = tt_get(t, TT_TABLE_META, cstr_key(name), &val);
+  if (rc)
+    return rc;
+  if (val.len != 4)
+    return TETHER_ECORRUPT;
+  *out = tt_be32_get(val.data);
+  return 0;
+}
+
+static int put_u32(tt_txn *t, const char *name, uint32_t v) {
+  uint8_t b[4];
+  tt_bytes val = {b, 4};
+  tt_be32_put(b, v);
+  return tt_put(t, TT_TABLE_META, cstr_key(name), val);
+}
+
+typedef struct {
+  uint8_t prefix[12];
+  uint32_t next;
+} audit_scan;
+
+static int audit_cb(void *ctx, tt_bytes key, tt_bytes val) {
+  audit_scan *a = ctx;
+  (void)val;
+  if (key.len != 16 || memcmp(key.data, a->prefix, 12) != 0)
+    return 1;
+  a->next = tt_be32_get((const uint8_t *)key.data + 12) + 1;
+  return 0;
+}
+
+int tt_srv_reload(tt_server *s) {
+  tt_txn *t = NULL;
+  int rc;
+
+  /* LMDB: one snapshot covers every partition. A Redis backend will need
+   * one read per partition here (a later issue). */
+  rc = tt_txn_begin(s->st, 0, 0, &t);
+  if (rc)
+    goto out;
+  for (unsigned p = 0; p < s->nparts; p++) {
+    audit_scan a;
+    uint8_t from[16];
+    tt_bytes fb = {from, sizeof from};
+
+    rc = tt_srv_load_seq(t, p, &s->seq[p]);
+    if (rc)
+      goto out;
+    tt_srv_audit_key(from, p, s->seq[p], 0);
+    memcpy(a.prefix, from, 12);
+    a.next = 0;
+    rc = tt_scan(t, TT_TABLE_AUDIT, fb, audit_cb, &a);
+    if (rc < 0)
+      goto out;
+    rc = 0;
+    s->audit_seq[p] = s->seq[p];
+    s->audit_n[p] = a.next;
+  }
+  s->stale = 0;
+out:
+  tt_abort(t);
+  if (rc)
+    s->stale = 1;
+  return rc;
+}
+
+/* Reads the meta into *nparts, creating it (with WANT partitions) when the
+ * store is new. */
+static int init_meta(tt_server *s, unsigned want, unsigned *nparts,
+                     char *errbuf, size_t errlen) {
+  tt_txn *t = NULL;
+  uint32_t fmt = 0, np = 0;
+  int rc, write = 0;
+
+again:
+  rc = tt_txn_begin(s->st, 0, write, &t);
+  if (rc) {
+    tt_errf(errbuf, errlen, "cannot begin a %s transaction: %s",
+            write ? "write" : "read", tether_strerror(rc));
+    goto out;
+  }
+  rc = get_u32(t, K_FORMAT, &fmt);
+  if (rc == TETHER_ENOTFOUND && !write) {
+    /* New store: only now take the writer, so a read-only store that is
+     * already initialised opens fine. */
+    tt_abort(t);
+    t = NULL;
+    write = 1;
+    goto again;
+  }
+  if (rc == TETHER_ENOTFOUND) {
+    rc = put_u32(t, K_FORMAT, TT_SRV_FORMAT);
+    if (!rc)
+      rc = put_u32(t, K_PARTS, want);
+    if (!rc) {
+      rc = tt_commit(t);
+      t = NULL;
+    }
+    if (rc) {
+      tt_errf(errbuf, errlen, "cannot initialise the server meta: %s",
+              tether_strerror(rc));
+      goto out;
+    }
+    *nparts = want;
+    goto out;
+  }
+  if (rc) {
+    tt_errf(errbuf, errlen, "cannot read the server format: %s",
+            tether_strerror(rc));
+    goto out;
+  }
+  if (fmt != TT_SRV_FORMAT) {
+    rc = TETHER_EVERSION;
+    tt_errf(errbuf, errlen, "store has server format %u, this build reads %u",
+            (unsigned)fmt, TT_SRV_FORMAT);
+    goto out;
+  }
+  rc = get_u32(t, K_PARTS, &np);
+  if (!rc && (np == 0 || np > TT_SRV_MAX_PARTITIONS))
+    rc = TETHER_ECORRUPT;
+  if (rc) {
+    if (rc == TETHER_ENOTFOUND)
+      rc = TETHER_ECORRUPT;
+    tt_errf(errbuf, errlen, "cannot read the partition count: %s",
+            tether_strerror(rc));
+    goto out;
+  }
+  *nparts = np;
+out:
+  tt_abort(t);
+  return rc;
+}
+
+int tt_server_open(tt_store *st, const tt_policy_table *policies,
+                   const tt_server_opts *opts, tt_server **out, char *errbuf,
+                   size_t errlen) {
+  tt_server *s = NULL;
+  unsigned want = opts && opts->partitions ? opts->partitions : 1;
+  int rc;
+
+  if (out)
+    *out = NULL;
+  if (!st || !policies || !out) {
+    tt_errf(errbuf, errlen, "tt_server_open: store, policies and out needed");
+    return TETHER_EINVAL;
+  }
+  if (want > TT_SRV_MAX_PARTITIONS) {
+    tt_errf(errbuf, errlen, "partitions: %u is over the maximum %u", want,
+            TT_SRV_MAX_PARTITIONS);
+    return TETHER_EINVAL;
+  }
+  s = calloc(1, sizeof *s);
+  if (!s) {
+    rc = TETHER_ENOMEM;
+    tt_errf(errbuf, errlen, "out of memory");
+    goto out;
+  }
+  s->st = st;
+  s->pol = policies;
+  s->max_skew_ms =
+      opts && opts->max_skew_ms ? opts->max_skew_ms : TT_SRV_DEFAULT_SKEW;
+  s->pull_limit =
+      opts && opts->pull_limit ? opts->pull_limit : TT_SRV_DEFAULT_PULL;
+  rc = init_meta(s, want, &s->nparts, errbuf, errlen);
+  if (rc)
+    goto out;
+  s->seq = calloc(s->nparts, sizeof *s->seq);
+  s->audit_seq = calloc(s->nparts, sizeof *s->audit_seq);
+  s->audit_n = calloc(s->nparts, sizeof *s->audit_n);
+  if (!s->seq || !s->audit_seq || !s->audit_n) {
+    rc = TETHER_ENOMEM;
+    tt_errf(errbuf, errlen, "out of memory");
+    goto out;
+  }
+  rc = tt_srv_reload(s);
+  if (rc) {
+    tt_errf(errbuf, errlen, "cannot read the partition sequences: %s",
+            tether_strerror(rc));
+    goto out;
+  }
+  *out = s;
+  s = NULL;
+out:
+  tt_server_close(s);
+  return rc;
+}
+
+void tt_server_close(tt_server *s) {
+  if (!s)
+    return;
+  free(s->seq);
+  free(s->audit_seq);
+  free(s->audit_n);
+  free(s);
+}
+
+unsigned tt_server_partitions(const tt_server *s) { return s->nparts; }
+
+void tt_server_get_stats(const tt_server *s, tt_server_stats *out) {
+  /* atomic_load wants a non-const pointer in C11; reading never writes. */
+  tt_server *m = (tt_server *)s;
+  out->commits = atomic_load_explicit(&m->commits, memory_order_acquire);
+  out->pushes = atomic_load_explicit(&m->pushes, memory_order_relaxed);
+  out->pulls = atomic_load_explicit(&m->pulls, memory_order_relaxed);
+  out->intents_applied = atomic_load_explicit(&m->applied, memory_order_relaxed);
+  out->intents_merged = atomic_load_explicit(&m->merged, memory_order_relaxed);
+  out->intents_conflict =
+      atomic_load_explicit(&m->conflict, memory_order_relaxed);
+  out->intents_rejected =
+      atomic_load_explicit(&m->rejected, memory_order_relaxed);
+  out->intents_duplicate =
+      atomic_load_explicit(&m->duplicate, memory_order_relaxed);
+  out->concurrent_writes =
+      atomic_load_explicit(&m->concurrent, memory_order_relaxed);
+  out->bad_requests =
+      atomic_load_explicit(&m->bad_requests, memory_order_relaxed);
+}
+
+json_t *tt_srv_error(const char *code, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  json_t *j, *m;
+
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  j = json_object();
+  if (!j)
+    return NULL;
+  m = json_string(msg);
+  if (!m) /* the message quoted client bytes cut mid-character */
+    m = json_string("(message not valid UTF-8)");
+  if (json_object_set_new_nocheck(j, "v", json_integer(1)) ||
+      json_object_set_new_nocheck(j, "error", json_string(code)) ||
+      json_object_set_new_nocheck(j, "message", m)) {
+    json_decref(j);
+    return NULL;
+  }
+  return j;
+}

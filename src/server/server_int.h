@@ -1,0 +1,124 @@
+/* server_int.h — what the files of server/ share: the handle, the stored
+ * record encodings (records.c) and the error bodies. Not for other layers. */
+#ifndef TT_SERVER_SERVER_INT_H
+#define TT_SERVER_SERVER_INT_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/merge.h"
+#include "core/util.h"
+#include "server/server.h"
+
+/* Stored format of everything below; bumped on any incompatible change. */
+#define TT_SRV_FORMAT 1u
+#define TT_SRV_MAX_PARTITIONS 4096u
+#define TT_SRV_DEFAULT_SKEW 60000u
+#define TT_SRV_DEFAULT_PULL 5000u
+
+/* coll \0 id: each name at most TT_MAX_NAME bytes. */
+#define TT_SRV_DOCKEY_MAX (2 * TT_MAX_NAME + 1)
+
+struct tt_server {
+  tt_store *st;
+  const tt_policy_table *pol;
+  uint64_t max_skew_ms;
+  unsigned nparts;
+  size_t pull_limit;
+
+  /* Push-side caches, touched only by the single writer (tt_server_push).
+   * seq[p]: last committed sequence of partition p. audit_seq/audit_n: the
+   * next free audit key (p, audit_seq[p], audit_n[p]), so entries written
+   * by intents that changed nothing still get unique keys. */
+  uint64_t *seq;
+  uint64_t *audit_seq;
+  uint32_t *audit_n;
+  int stale; /* caches must be reloaded before the next push */
+
+  /* Read by pull threads and /metrics while push runs. */
+  _Atomic uint64_t commits, pushes, pulls;
+  _Atomic uint64_t applied, merged, conflict, rejected, duplicate;
+  _Atomic uint64_t concurrent, bad_requests;
+};
+
+/* ---- server.c ----------------------------------------------------------- */
+
+/* Reloads seq/audit caches from the store (in its own read transaction). */
+int tt_srv_reload(tt_server *s);
+
+/* Per-partition commit sequence as stored in meta, read within T.
+ * An absent key is 0. */
+int tt_srv_load_seq(tt_txn *t, unsigned p, uint64_t *out);
+int tt_srv_store_seq(tt_txn *t, unsigned p, uint64_t seq);
+
+/* {"v":1,"error":CODE,"message":...}: a new reference, NULL on ENOMEM. */
+json_t *tt_srv_error(const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- records.c: keys ----------------------------------------------------- */
+
+/* coll \0 id into BUF (TT_SRV_DOCKEY_MAX bytes); returns the length. */
+size_t tt_srv_doc_key(char *buf, const char *coll, const char *id);
+void tt_srv_change_key(uint8_t out[12], uint32_t p, uint64_t seq);
+void tt_srv_outcome_key(uint8_t out[TT_ID_LEN + 8],
+                        const uint8_t replica[TT_ID_LEN], uint64_t seq);
+void tt_srv_audit_key(uint8_t out[16], uint32_t p, uint64_t seq, uint32_t n);
+
+/* ---- records.c: replica dedupe record ----------------------------------- */
+
+typedef struct {
+  uint64_t last_seq;              /* 0 = nothing applied yet */
+  uint8_t last_hash[TT_HASH_LEN]; /* all zero when last_seq == 0 */
+} tt_srv_replica;
+
+#define TT_SRV_REPLICA_LEN (1 + 8 + TT_HASH_LEN)
+void tt_srv_replica_encode(const tt_srv_replica *r,
+                           uint8_t out[TT_SRV_REPLICA_LEN]);
+/* TETHER_ECORRUPT on a malformed record. */
+int tt_srv_replica_decode(tt_bytes b, tt_srv_replica *out);
+
+/* ---- records.c: outcome record ------------------------------------------ */
+
+/* One intent's outcome as stored and answered. Strings and CONFLICT are
+ * borrowed from wherever the outcome was built or decoded from. */
+typedef struct {
+  uint64_t seq;
+  tt_outcome_kind kind;
+  const char *rule; /* NULL = none */
+  size_t rule_len;
+  const char *reason; /* NULL = none */
+  size_t reason_len;
+  const json_t *conflict; /* {"id","field","base","theirs","ours"} or NULL */
+  uint32_t p;
+  uint64_t commit;
+} tt_srv_outcome;
+
+/* Compact binary form; *buf malloc'd (free()). 0 or ENOMEM. */
+int tt_srv_outcome_encode(const tt_srv_outcome *o, uint8_t **buf,
+                          size_t *len);
+/* Decodes B (must outlive *out's borrowed strings). *conflict receives a new
+ * reference (or NULL) that the caller releases; o->conflict points to it.
+ * TETHER_ECORRUPT on a malformed record. */
+int tt_srv_outcome_decode(tt_bytes b, uint64_t seq, tt_srv_outcome *out,
+                          json_t **conflict);
+/* The wire form (PROTOCOL.md): a new reference or NULL on ENOMEM. */
+json_t *tt_srv_outcome_json(const tt_srv_outcome *o, int duplicate);
+
+/* {"id","field","base","theirs","ours"} (absent values omitted) for the
+ * outcome of the merge conflict C. New reference or NULL on ENOMEM. */
+json_t *tt_srv_conflict_json(const tt_conflict *c);
+
+/* ---- records.c: small JSON records (conflicts, audit) ------------------- */
+
+/* Compact JSON text of V; *buf malloc'd (free()). 0 or ENOMEM. */
+int tt_srv_json_encode(const json_t *v, char **buf, size_t *len);
+/* A JSON object from B; TETHER_ECORRUPT when it is not one. */
+int tt_srv_json_decode(tt_bytes b, json_t **out);
+
+/* ---- partition ---------------------------------------------------------- */
+
+uint32_t tt_srv_fnv1a(const char *coll, const char *id);
+
+#endif
