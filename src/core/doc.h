@@ -33,6 +33,9 @@ typedef struct {
 
 /* A zeroed tt_doc is a valid empty, never-written document. */
 void tt_doc_clear(tt_doc *d);
+/* Copies the entries; the JSON values are shared (new references), so a
+ * field's value is never modified in place: replace it instead.
+ * 0 or TETHER_ENOMEM (then *dst is cleared). */
 int tt_doc_copy(tt_doc *dst, const tt_doc *src);
 
 /* Field lookup; NULL if there is no entry (live or tombstone). */
@@ -48,6 +51,8 @@ json_t *tt_doc_view(const tt_doc *d);
 /* Stored form. tt_doc_encode returns malloc'd bytes in *buf (free()).
  * tt_doc_decode never trusts its input: any malformed record is
  * TETHER_ECORRUPT and *out is left cleared. */
+/* The format is described at the top of doc.c; a record of another format
+ * version decodes to TETHER_EVERSION. */
 int tt_doc_encode(const tt_doc *d, char **buf, size_t *len);
 int tt_doc_decode(const void *buf, size_t len, tt_doc *out);
 

@@ -62,8 +62,9 @@
 #include <string.h>
 
 #include "core/merge.h"
+#include "core/plant.h"
 
-#define DOC_FIELD "_doc"
+#define DOC_FIELD TT_DOC_FIELD
 
 static const char *const outcome_names[TT_OUT__COUNT] = {
     [TT_OUT_APPLIED] = "applied",
@@ -108,6 +109,10 @@ void tt_merge_result_clear(tt_merge_result *r) {
   for (size_t i = 0; i < r->nconflicts; i++)
     tt_conflict_clear(&r->conflicts[i]);
   free(r->conflicts);
+  if (r->concurrent_fields)
+    for (size_t i = 0; i < r->concurrent; i++)
+      free(r->concurrent_fields[i]);
+  free(r->concurrent_fields);
   memset(r, 0, sizeof *r);
 }
 
@@ -193,6 +198,20 @@ typedef struct {
 
 typedef enum { DECIDE_APPLY, DECIDE_KEEP } decision;
 
+/* Counts one same-field concurrent write, remembering its field. */
+static int note_concurrent(mctx *m, const char *field) {
+  tt_merge_result *r = m->res;
+  char **nf = realloc(r->concurrent_fields,
+                      (r->concurrent + 1) * sizeof *nf);
+  if (!nf)
+    return TETHER_ENOMEM;
+  r->concurrent_fields = nf;
+  if (!(nf[r->concurrent] = strdup(field)))
+    return TETHER_ENOMEM;
+  r->concurrent++;
+  return 0;
+}
+
 static tt_stamp my_stamp(const mctx *m) {
   tt_stamp s;
   s.seq = m->commit_seq;
@@ -275,7 +294,9 @@ static int add_conflict(mctx *m, const char *field, const json_t *base,
 static int decide(mctx *m, tt_policy p, const tt_stamp *s, const char *field,
                   const json_t *base, const json_t *theirs,
                   const json_t *ours, decision *d) {
-  m->res->concurrent++;
+  int rc = note_concurrent(m, field);
+  if (rc)
+    return rc;
   switch (p) {
   case TT_POLICY_SERVER_WINS:
     *d = DECIDE_KEEP;
@@ -302,7 +323,7 @@ static int decide(mctx *m, tt_policy p, const tt_stamp *s, const char *field,
  * with the entry's last write? (merge.h; the document is live.) */
 static int field_concurrent(const mctx *m, const tt_field *f,
                             const json_t *base_value) {
-  if (!f)
+  if (!f || TT_PLANTED("ignore-base"))
     return 0;
   if (f->stamp.seq <= m->in->base || is_mine(m, &f->stamp))
     return 0;
@@ -381,10 +402,10 @@ static int combine(mctx *m, const tt_op *op) {
     rc = assign(m, op->field, nv, op->base_value);
   } else {
     if (field_concurrent(m, f, op->base_value)) {
-      m->res->concurrent++;
+      rc = note_concurrent(m, op->field);
       merged(m, rule);
     }
-    if (!tt_canon_equal(cur, nv))
+    if (!rc && !tt_canon_equal(cur, nv))
       rc = write_field(m, op->field, nv);
   }
   json_decref(nv);

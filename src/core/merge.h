@@ -67,7 +67,10 @@ const char *tt_outcome_name(tt_outcome_kind k);
 int tt_outcome_parse(const char *name, tt_outcome_kind *out);
 
 typedef struct {
-  char *id;       /* "<client hex>-<seq>-<op index>": unique, deterministic */
+  char *id;       /* "<client hex>-<seq>-<op index>": unique, deterministic.
+                     An op that records several (a create over fields each
+                     changed concurrently) suffixes the 2nd, 3rd, ... with
+                     ".1", ".2", ... (merge.c, R5). */
   char *field;    /* "_doc" for a delete conflict */
   json_t *base;   /* owned refs; NULL = absent */
   json_t *theirs;
@@ -81,6 +84,9 @@ typedef struct {
   char reason[160];      /* rejected: why, one line */
   int changed;           /* the document changed: commit it at COMMIT_SEQ */
   size_t concurrent;     /* same-field concurrent writes detected */
+  char **concurrent_fields; /* [concurrent]: the field of each, in order
+                               ("_doc" for a delete or an empty create
+                               against a document-level write); owned */
   tt_conflict *conflicts;
   size_t nconflicts;
 } tt_merge_result;
@@ -88,9 +94,16 @@ typedef struct {
 void tt_merge_result_clear(tt_merge_result *r);
 void tt_conflict_clear(tt_conflict *c);
 
+/* The field "_doc" is reserved for the whole document (merge.c, R6):
+ * a resolve on it with "unset" deletes the document, with an object
+ * replaces it; any other op on a field "_doc" is rejected. */
+#define TT_DOC_FIELD "_doc"
+
 /* Applies intent IN to DOC (in/out; a zeroed doc = never written) under
  * POLICIES. HLC is the intent's HLC after the server's clamp. Returns 0 with
- * *res filled (a rejection is an outcome, not an error), or TETHER_ENOMEM. */
+ * *res filled (a rejection is an outcome, not an error), or TETHER_ENOMEM.
+ * *res is overwritten (not freed) on entry; release it with
+ * tt_merge_result_clear. On error DOC is unchanged and *res cleared. */
 int tt_merge_intent(tt_doc *doc, const tt_intent *in, tt_hlc hlc,
                     uint64_t commit_seq, const tt_policy_table *policies,
                     tt_merge_result *res);

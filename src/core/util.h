@@ -13,7 +13,8 @@
 #define TT_HASH_LEN 32 /* BLAKE2b-256 */
 
 /* Input limits; exceeding one is TETHER_ETOOBIG (or a rejection on the wire). */
-#define TT_MAX_NAME 256          /* collection, document id, field name bytes */
+/* 200, not 256: coll \0 id \0 seq must fit LMDB's 511-byte key limit. */
+#define TT_MAX_NAME 200          /* collection, document id, field name bytes */
 #define TT_MAX_LABEL 256
 #define TT_MAX_OPS 1024          /* ops in one intent */
 #define TT_MAX_VALUE (1u << 20)  /* canonical bytes of one value */

@@ -58,6 +58,7 @@ struct tt_replica {
   uint8_t id[TT_ID_LEN];
   char id_hex[2 * TT_ID_LEN + 1];
   char *url;
+  json_t *resume; /* the last page's "resume" while paging, else NULL */
   char err[256];
 };
 

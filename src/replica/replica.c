@@ -529,6 +529,7 @@ out:
 void tt_replica_close(tt_replica *r) {
   if (!r) return;
   tt_replica_batch_abort(r);
+  json_decref(r->resume);
   free(r->url);
   free(r);
 }

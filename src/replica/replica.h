@@ -52,8 +52,14 @@ int tt_replica_resolve(tt_replica *r, const char *coll, const char *id,
 
 /* Batch: writes between begin and commit share one local write
  * transaction (one durable commit). A write that fails inside the batch
- * must fail before it writes anything, so the batch stays as it was.
- * Other calls (reads, sync messages) inside a batch see its writes. */
+ * must fail before it writes anything, so the batch stays as it was
+ * (a store error, e.g. TETHER_EFULL, poisons it: the commit then fails and
+ * nothing of it applies). Reads, the pull request and take_outcomes inside
+ * a batch see its writes. The push request never does: only durably
+ * committed intents may leave (a pushed intent of an aborted batch would
+ * break the hash chain for good). tt_replica_push_done and
+ * tt_replica_pull_done return TETHER_EBUSY while a batch is open. Close
+ * aborts an open batch. */
 int tt_replica_batch_begin(tt_replica *r);
 int tt_replica_batch_commit(tt_replica *r);
 void tt_replica_batch_abort(tt_replica *r);

@@ -162,6 +162,12 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
 
   if (!json_is_object(oc) || get_u64(oc, "seq", &seq)) return TETHER_EPROTO;
   const char *oname = json_string_value(json_object_get(oc, "outcome"));
+  /* A redelivered intent whose outcome the server has forgotten: the
+   * server forgets only outcomes below the first seq we pushed, which we
+   * took long ago, so there is nothing left here to record. */
+  if (oname && strcmp(oname, "duplicate") == 0 &&
+      json_is_true(json_object_get(oc, "duplicate")))
+    return 0;
   if (!oname || tt_outcome_parse(oname, &kind)) return TETHER_EPROTO;
   if (seq < lo || seq > hi) return 0; /* not an intent we sent */
   tt_r_seqkey(sk, seq);
@@ -356,6 +362,7 @@ int tt_replica_pull_request(tt_replica *r, size_t limit, uint64_t wait_ms,
   if (limit > 0 &&
       json_object_set_new(o, "limit", json_integer((json_int_t)limit)))
     goto out;
+  if (r->resume && json_object_set(o, "resume", r->resume)) goto out;
   *req = o;
   o = NULL;
   rc = 0;
@@ -548,6 +555,11 @@ int tt_replica_pull_done(tt_replica *r, int status, const json_t *resp,
       return TETHER_EPROTO;
     }
   }
+  /* Paging position: only the answer to the page just asked for may set
+   * it; on any failure the next pull starts again from the cursor, which
+   * repeats pages but loses nothing (PROTOCOL.md). */
+  json_decref(r->resume);
+  r->resume = NULL;
   if (status != 200) return tt_r_http_error(r, "pull", status, resp);
 
   const json_t *changes = json_object_get(resp, "changes");
@@ -627,6 +639,9 @@ int tt_replica_pull_done(tt_replica *r, int status, const json_t *resp,
   if (rc == 0) {
     if (more) *more = json_is_true(jmore);
     if (nchanges) *nchanges = nch;
+    json_t *resume = json_object_get(resp, "resume");
+    if (json_is_true(jmore) && json_is_array(resume))
+      r->resume = json_incref(resume);
   }
 out:
   tt_abort(t);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/plant.h"
 #include "server/server_int.h"
 
 typedef struct {
@@ -26,6 +27,7 @@ typedef struct {
   uint32_t p;
   uint64_t cursor; /* the replica's position in partition p */
   uint64_t last;   /* last seq included */
+  uint64_t next;   /* the first seq left out by the limit */
   size_t count, limit;
   json_t *changes;
   int rc; /* error from inside the callback */
@@ -100,9 +102,11 @@ static int scan_cb(void *ctx, tt_bytes key, tt_bytes val) {
 
   if (key.len != 12 || tt_be32_get(key.data) != ps->p)
     return STOP_PARTITION;
-  if (ps->count == ps->limit)
-    return STOP_LIMIT; /* one more entry exists: "more" */
   seq = tt_be64_get((const uint8_t *)key.data + 4);
+  if (ps->count == ps->limit) {
+    ps->next = seq;
+    return STOP_LIMIT; /* one more entry exists: "more" */
+  }
   rc = add_change(ps, seq, val);
   if (rc) {
     ps->rc = rc;
@@ -279,7 +283,7 @@ int tt_server_pull(tt_server *s, const json_t *request, int *status,
       goto fail;
     if (rc == STOP_LIMIT) {
       more = 1; /* cut: the cursor stays, the position travels in resume */
-      from[p] = ps.last;
+      from[p] = TT_PLANTED("skip-pull-page") ? ps.next : ps.last;
     } else {
       cursor[p] = from[p] = head[p]; /* the rest of the partition is here */
     }

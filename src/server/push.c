@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/hlc.h"
+#include "core/plant.h"
 #include "server/server_int.h"
 
 /* Outcome records below a push's first seq are pruned this many at a time
@@ -574,8 +575,10 @@ static int apply_intent(batch *b, jstate *js, const tt_intent *in,
     goto outcome;
   }
 
-  rc = tt_merge_intent(&doc, in, tt_hlc_clamp(in->hlc, b->now_ms,
-                                              s->max_skew_ms),
+  rc = tt_merge_intent(&doc, in,
+                       TT_PLANTED("lww-ignores-clamp")
+                           ? in->hlc
+                           : tt_hlc_clamp(in->hlc, b->now_ms, s->max_skew_ms),
                        b->seq[p] + 1, s->pol, &res);
   if (rc)
     goto out;
@@ -654,9 +657,9 @@ outcome:
   b->n_out[res.kind]++;
   rc = tt_srv_outcome_encode(&o, &obuf, &olen);
   if (!rc) {
-    uint8_t ok_[TT_ID_LEN + 8];
-    tt_srv_outcome_key(ok_, js->replica, in->seq);
-    rc = put(b, TT_TABLE_OUTCOMES, ok_, sizeof ok_, obuf, olen);
+    uint8_t okey[TT_ID_LEN + 8];
+    tt_srv_outcome_key(okey, js->replica, in->seq);
+    rc = put(b, TT_TABLE_OUTCOMES, okey, sizeof okey, obuf, olen);
   }
   if (rc)
     goto out;
@@ -690,7 +693,7 @@ static int apply_job(batch *b, jstate *js) {
   rc = prune_outcomes(b, js->replica, js->in[0].seq);
   for (size_t i = 0; i < js->n && !rc; i++) {
     const tt_intent *in = &js->in[i];
-    if (in->seq <= js->rec.last_seq) {
+    if (in->seq <= js->rec.last_seq && !TT_PLANTED("skip-dedupe")) {
       rc = duplicate(b, js, in);
       continue;
     }
@@ -719,6 +722,20 @@ static json_t *ok_body(jstate *js) {
     return NULL;
   }
   return j;
+}
+
+/* Fills the 200 answer of every job not already answered. */
+static void answer_ok(tt_push_job *jobs, jstate *js, size_t njobs) {
+  for (size_t i = 0; i < njobs; i++) {
+    if (jobs[i].status)
+      continue;
+    jobs[i].response = ok_body(&js[i]);
+    /* Committed but the answer cannot be built: the replica retries and
+     * gets duplicates with the same outcomes. */
+    jobs[i].status = jobs[i].response ? 200 : 503;
+    if (!jobs[i].response)
+      jobs[i].response = tt_srv_error("unavailable", "out of memory");
+  }
 }
 
 static void jstate_clear(jstate *js) {
@@ -795,6 +812,12 @@ int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
         rc = tt_srv_store_seq(b.t, p, b.seq[p]);
     if (rc)
       goto fail;
+    if (TT_PLANTED("ack-before-commit"))
+      answer_ok(jobs, js, njobs);
+    if (s->fault && s->fault(s->fault_ctx, "push:before-commit")) {
+      rc = TETHER_EUNAVAILABLE;
+      goto fail;
+    }
     rc = tt_commit(b.t);
     b.t = NULL;
     if (rc)
@@ -808,16 +831,7 @@ int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
   memcpy(s->seq, b.seq, s->nparts * sizeof *b.seq);
   memcpy(s->audit_seq, b.audit_seq, s->nparts * sizeof *b.audit_seq);
   memcpy(s->audit_n, b.audit_n, s->nparts * sizeof *b.audit_n);
-  for (size_t i = 0; i < njobs; i++) {
-    if (jobs[i].status)
-      continue;
-    jobs[i].response = ok_body(&js[i]);
-    /* Committed but the answer cannot be built: the replica retries and
-     * gets duplicates with the same outcomes. */
-    jobs[i].status = jobs[i].response ? 200 : 503;
-    if (!jobs[i].response)
-      jobs[i].response = tt_srv_error("unavailable", "out of memory");
-  }
+  answer_ok(jobs, js, njobs);
   atomic_fetch_add_explicit(&s->applied, b.n_out[TT_OUT_APPLIED],
                             memory_order_relaxed);
   atomic_fetch_add_explicit(&s->merged, b.n_out[TT_OUT_MERGED],
@@ -831,12 +845,18 @@ int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
   atomic_fetch_add_explicit(&s->bad_requests, nbad, memory_order_relaxed);
   if (b.docs_changed)
     atomic_fetch_add_explicit(&s->commits, 1, memory_order_release);
+  /* Durable and answered, but the process dies before the answers leave:
+   * the caller must drop them (the simulation logs them as applied). */
+  if (b.dirty && s->fault && s->fault(s->fault_ctx, "push:after-commit"))
+    rc = TETHER_EUNAVAILABLE;
   goto out;
 
 fail:
   tt_abort(b.t);
   b.t = NULL;
   for (size_t i = 0; i < njobs; i++) {
+    if (TT_PLANTED("ack-before-commit") && jobs[i].status == 200)
+      continue;
     json_decref(jobs[i].response);
     if (rc == TETHER_EFULL) {
       jobs[i].status = 507;
@@ -845,7 +865,7 @@ fail:
     } else {
       jobs[i].status = 503;
       jobs[i].response = tt_srv_error(
-          "unavailable", "commit failed (%s); nothing was applied",
+          "unavailable", "commit failed (%s); nothing was acknowledged",
           tether_err_name(rc));
     }
   }

@@ -220,6 +220,10 @@ int tt_server_open(tt_store *st, const tt_policy_table *policies,
       opts && opts->max_skew_ms ? opts->max_skew_ms : TT_SRV_DEFAULT_SKEW;
   s->pull_limit =
       opts && opts->pull_limit ? opts->pull_limit : TT_SRV_DEFAULT_PULL;
+  if (opts) {
+    s->fault = opts->fault;
+    s->fault_ctx = opts->fault_ctx;
+  }
   rc = init_meta(s, want, &s->nparts, errbuf, errlen);
   if (rc)
     goto out;
@@ -254,6 +258,26 @@ void tt_server_close(tt_server *s) {
 }
 
 unsigned tt_server_partitions(const tt_server *s) { return s->nparts; }
+
+int tt_server_replica_last_seq(tt_server *s, const uint8_t id[TT_ID_LEN],
+                               uint64_t *last) {
+  tt_txn *t = NULL;
+  tt_bytes key = {id, TT_ID_LEN}, val;
+  tt_srv_replica rec;
+  int rc;
+
+  *last = 0;
+  rc = tt_txn_begin(s->st, 0, 0, &t);
+  if (rc)
+    return rc;
+  rc = tt_get(t, TT_TABLE_REPLICAS, key, &val);
+  if (!rc)
+    rc = tt_srv_replica_decode(val, &rec);
+  if (!rc)
+    *last = rec.last_seq;
+  tt_abort(t);
+  return rc;
+}
 
 void tt_server_get_stats(const tt_server *s, tt_server_stats *out) {
   /* atomic_load wants a non-const pointer in C11; reading never writes. */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "core/policy.h"
+#include "core/util.h"
 #include "store/store.h"
 
 typedef struct tt_server tt_server;
@@ -20,6 +21,17 @@ typedef struct {
   uint64_t max_skew_ms; /* clamp client HLCs ahead by more; 0 = 60000 */
   unsigned partitions;  /* used only when the store is new; 0 = 1 */
   size_t pull_limit;    /* most changes in one pull page; 0 = 5000 */
+  /* Tests only (tests/sim): called at each crash point of a group commit
+   * that writes something, in order "push:before-commit" (everything
+   * written, not committed) and "push:after-commit" (durable and answered,
+   * but the answers have not left). A non-zero return simulates a crash
+   * there and tt_server_push returns TETHER_EUNAVAILABLE: before the
+   * commit, uncommitted writes are dropped and every job gets 503
+   * "unavailable"; after it, the jobs keep their answers, which the caller
+   * must treat as never sent. Close the server then, as after a real
+   * crash. NULL = no hook. */
+  int (*fault)(void *ctx, const char *point);
+  void *fault_ctx;
 } tt_server_opts;
 
 /* Opens the reconciler on ST (borrowed, must outlive the server) with
@@ -39,6 +51,12 @@ unsigned tt_server_partitions(const tt_server *s);
 unsigned tt_server_partition_of(const char *coll, const char *id,
                                 unsigned nparts);
 
+/* The last applied seq of replica ID, from a read snapshot (for tests and
+ * admin tools). TETHER_ENOTFOUND when the server never applied an intent of
+ * it (then *last is 0). Safe concurrently with push. */
+int tt_server_replica_last_seq(tt_server *s, const uint8_t id[TT_ID_LEN],
+                               uint64_t *last);
+
 /* One push request of a group commit. */
 typedef struct {
   const json_t *request; /* in: the parsed body (borrowed) */
@@ -48,8 +66,10 @@ typedef struct {
 
 /* Applies the jobs in order as ONE group commit: every intent of every
  * valid job is validated, deduplicated, merged and written, then committed
- * durably (one commit per partition touched), and only then are the
- * responses filled. A job that is invalid as a whole (malformed, bad hash,
+ * durably (one store transaction on LMDB, whose transactions span every
+ * partition; a per-partition backend will need one per partition touched),
+ * and only then are the responses filled. Each job sees the effects of the
+ * jobs before it. A job that is invalid as a whole (malformed, bad hash,
  * broken chain, gap, wrong replica) gets a 4xx and changes nothing; the
  * other jobs go on. If the commit fails, every job gets 503 (or 507 when
  * the store is full) and nothing is acknowledged. Returns 0, or the commit

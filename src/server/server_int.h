@@ -36,6 +36,8 @@ struct tt_server {
   uint64_t *audit_seq;
   uint32_t *audit_n;
   int stale; /* caches must be reloaded before the next push */
+  int (*fault)(void *ctx, const char *point);
+  void *fault_ctx;
 
   /* Read by pull threads and /metrics while push runs. */
   _Atomic uint64_t commits, pushes, pulls;

@@ -54,9 +54,10 @@ static int server_doc_cb(void *ctx, tt_bytes key, tt_bytes val) {
   for (size_t i = 0; i < doc.nfields; i++)
     if (TT_HLC_MS(doc.fields[i].stamp.hlc) > limit)
       sim_violation(d->w,
-                    "clamp: %.*s/%s field %s stamped %llu ms, beyond server "
-                    "time + max skew %llu",
-                    (int)clen, k, k + clen + 1, doc.fields[i].name,
+                    "clamp: %.*s/%.*s field %s stamped %llu ms, beyond "
+                    "server time + max skew %llu",
+                    (int)clen, k, (int)(key.len - clen - 1), k + clen + 1,
+                    doc.fields[i].name,
                     (unsigned long long)TT_HLC_MS(doc.fields[i].stamp.hlc),
                     (unsigned long long)limit);
   json_t *view = tt_doc_view(&doc);
@@ -203,7 +204,7 @@ static void check_counters(sim_world *w) {
 /* ---- G5: field-level conflict rules, judged in the server's order ------ */
 
 typedef struct {
-  char key[64]; /* coll/id/field */
+  char key[128]; /* coll/id/field */
   int known;    /* value below is the field's current value */
   int rep;
   uint64_t commit;
@@ -211,7 +212,7 @@ typedef struct {
 } field_state;
 
 typedef struct {
-  char key[64];
+  char key[128];
   int rep;
   uint64_t commit;
 } touch;
@@ -259,12 +260,15 @@ static void add_touch(g5_state *g, const char *key, int rep, uint64_t commit) {
   t->commit = commit;
 }
 
-/* Did another replica write KEY at a commit the intent had not seen? */
-static int touched_by_other(const g5_state *g, const char *key, int rep,
-                            uint64_t base) {
+/* Did another replica write KEY (or delete its document, PREFIX "_doc")
+ * at a commit the intent had not seen? */
+static int touched_by_other(const g5_state *g, const char *prefix,
+                            const char *key, int rep, uint64_t base) {
+  char doc[128];
+  snprintf(doc, sizeof doc, "%s_doc", prefix);
   for (size_t i = 0; i < g->nt; i++)
     if (g->t[i].rep != rep && g->t[i].commit > base &&
-        strcmp(g->t[i].key, key) == 0)
+        (strcmp(g->t[i].key, key) == 0 || strcmp(g->t[i].key, doc) == 0))
       return 1;
   return 0;
 }
@@ -277,7 +281,7 @@ static int same_text(const char *a, const char *b) {
 
 static void check_fields(sim_world *w) {
   g5_state g = {0};
-  char key[64], prefix[40];
+  char key[128], prefix[40];
   for (size_t k = 0; k < w->napplied; k++) {
     sim_applied *a = &w->applied[k];
     int applied = strcmp(a->outcome, "applied") == 0;
@@ -289,12 +293,17 @@ static void check_fields(sim_world *w) {
     if (rejected)
       continue;
     snprintf(prefix, sizeof prefix, "%s/%s/", a->coll, a->id);
+    /* the document's version before this intent: an intent whose commit
+     * does not pass it changed nothing (its commit is the current one) */
+    snprintf(key, sizeof key, "%s#version", prefix);
+    field_state *dv = field_get(&g, key);
+    int changed = a->commit > dv->commit;
 
     /* Different fields never conflict: a conflict or a policy decision
      * needs another replica's write to that field the intent had not seen. */
     if (strcmp(a->outcome, "conflict") == 0 && strcmp(a->cfield, "_doc")) {
       snprintf(key, sizeof key, "%s%s", prefix, a->cfield);
-      if (!touched_by_other(&g, key, a->rep, a->base))
+      if (!touched_by_other(&g, prefix, key, a->rep, a->base))
         sim_violation(w,
                       "G5: replica %d seq %llu got a conflict on %s though "
                       "no other replica wrote it since base %llu",
@@ -307,7 +316,7 @@ static void check_fields(sim_world *w) {
       const char *f = json_string_value(json_object_get(op, "field"));
       if (f && kind && (!strcmp(kind, "set") || !strcmp(kind, "unset"))) {
         snprintf(key, sizeof key, "%s%s", prefix, f);
-        if (!touched_by_other(&g, key, a->rep, a->base))
+        if (!touched_by_other(&g, prefix, key, a->rep, a->base))
           sim_violation(w,
                         "G5: replica %d seq %llu merged(%s) on %s without "
                         "any concurrent write",
@@ -321,20 +330,26 @@ static void check_fields(sim_world *w) {
       const char *f = json_string_value(json_object_get(op, "field"));
       if (!kind)
         continue;
-      if (!strcmp(kind, "create") || !strcmp(kind, "delete")) {
+      int whole = f && !strcmp(f, "_doc"); /* resolve of a delete conflict */
+      if (!strcmp(kind, "create") || !strcmp(kind, "delete") || whole) {
         field_forget_doc(&g, prefix);
         json_t *obj = json_object_get(op, "value");
         const char *name;
         json_t *val;
         json_object_foreach(obj, name, val) {
           snprintf(key, sizeof key, "%s%s", prefix, name);
+          field_get(&g, key)->known = 0;
           add_touch(&g, key, a->rep, a->commit);
         }
-        if (!strcmp(kind, "delete")) {
-          for (size_t i = 0; i < g.nf; i++)
-            if (!strncmp(g.f[i].key, prefix, strlen(prefix)))
-              add_touch(&g, g.f[i].key, a->rep, a->commit);
+        /* a delete removes every field; a create unsets the ones its
+         * value lacks */
+        if (!strcmp(kind, "delete") || whole) {
+          snprintf(key, sizeof key, "%s_doc", prefix);
+          add_touch(&g, key, a->rep, a->commit);
         }
+        for (size_t i = 0; i < g.nf; i++)
+          if (!strncmp(g.f[i].key, prefix, strlen(prefix)))
+            add_touch(&g, g.f[i].key, a->rep, a->commit);
         continue;
       }
       if (!f)
@@ -342,10 +357,14 @@ static void check_fields(sim_world *w) {
       snprintf(key, sizeof key, "%s%s", prefix, f);
       field_state *fs = field_get(&g, key);
       int is_write = !strcmp(kind, "set") || !strcmp(kind, "unset");
-      if (is_write && applied && fs->known && fs->rep != a->rep &&
+      if (is_write && applied && fs->known && fs->rep >= 0 && fs->rep != a->rep &&
           fs->commit > a->base) {
         char *base = canon_or_null(json_object_get(op, "base_value"));
-        if (!same_text(base, fs->value))
+        char *ours = strcmp(kind, "unset")
+                         ? canon_or_null(json_object_get(op, "value"))
+                         : NULL;
+        /* three-way: theirs == base takes ours; ours == theirs is a no-op */
+        if (!same_text(base, fs->value) && !same_text(ours, fs->value))
           sim_violation(w,
                         "G5: replica %d seq %llu overwrote %s as 'applied' "
                         "though replica %d wrote it at commit %llu after "
@@ -354,23 +373,35 @@ static void check_fields(sim_world *w) {
                         (unsigned long long)fs->commit,
                         (unsigned long long)a->base);
         free(base);
+        free(ours);
       }
       add_touch(&g, key, a->rep, a->commit);
+      if (!changed)
+        continue; /* the intent moved nothing: the field keeps its writer */
+      int sets = applied && (is_write || !strcmp(kind, "resolve"));
+      char *nv = NULL;
+      if (sets && strcmp(kind, "unset") &&
+          !json_is_true(json_object_get(op, "unset")))
+        nv = canon_or_null(json_object_get(op, "value"));
+      if (sets && fs->known && same_text(nv, fs->value)) {
+        free(nv); /* this op was a no-op inside a larger intent */
+        continue;
+      }
       free(fs->value);
       fs->value = NULL;
-      if (applied && (is_write || !strcmp(kind, "resolve"))) {
+      if (sets) {
+        /* Known value; the writer is certain when the value moved or the
+         * intent had only this op to change the document with. */
+        fs->rep = fs->known || json_array_size(a->ops) == 1 ? a->rep : -1;
         fs->known = 1;
-        fs->rep = a->rep;
         fs->commit = a->commit;
-        json_t *v = json_object_get(op, "value");
-        fs->value = (!strcmp(kind, "unset") ||
-                     json_is_true(json_object_get(op, "unset")))
-                        ? NULL
-                        : canon_or_null(v);
+        fs->value = nv;
       } else {
         fs->known = 0;
       }
     }
+    if (changed)
+      dv->commit = a->commit;
   }
   for (size_t i = 0; i < g.nf; i++)
     free(g.f[i].value);
@@ -462,8 +493,26 @@ static void check_replay(sim_world *w) {
   tt_store_close(st);
 }
 
+static void print_log(sim_world *w) {
+  const char *doc = getenv("SIM_TRACE_DOC"); /* e.g. notes/n0 */
+  for (size_t k = 0; doc && k < w->napplied; k++) {
+    sim_applied *a = &w->applied[k];
+    char d[40];
+    snprintf(d, sizeof d, "%s/%s", a->coll, a->id);
+    if (strcmp(d, doc))
+      continue;
+    char *ops = json_dumps(a->ops, JSON_COMPACT);
+    fprintf(stderr, "rep %d seq %llu base %llu -> %s %s commit %llu %s\n",
+            a->rep, (unsigned long long)a->seq, (unsigned long long)a->base,
+            a->outcome, a->rule, (unsigned long long)a->commit, ops);
+    free(ops);
+  }
+}
+
 int sim_check(sim_world *w) {
   uint64_t before = w->violations;
+  if (w->cfg.verbose)
+    print_log(w);
   char *server = dump_server(w);
   check_convergence(w, server);
   free(server);

@@ -56,7 +56,7 @@ typedef struct {
 typedef struct sim_msg sim_msg;
 
 typedef struct {
-  char dir[256];
+  char dir[320];
   tt_store *st;
   tt_replica *r;
   uint8_t id[16];
@@ -95,6 +95,7 @@ typedef struct {
   tt_store *sst;
   tt_server *srv;
   int fault_armed;    /* crash at the next commit point */
+  const char *fault_point;
 
   sim_replica rep[SIM_MAX_REPLICAS];
   int nrep;

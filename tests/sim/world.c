@@ -144,10 +144,12 @@ static void close_replica(sim_replica *r) {
   r->st = NULL;
 }
 
+/* Crashes the server at the point armed for this commit: before it (the
+ * batch is lost, nothing may be acknowledged) or after it (the batch is
+ * durable, the answers are lost). */
 static int fault_hook(void *ctx, const char *point) {
   sim_world *w = ctx;
-  (void)point;
-  if (!w->fault_armed)
+  if (!w->fault_armed || strcmp(point, w->fault_point) != 0)
     return 0;
   w->fault_armed = 0;
   return 1;
@@ -420,8 +422,12 @@ static void server_commit(sim_world *w) {
     reqs[k] = json_loads(w->inbox[k].body, 0, NULL);
     jobs[k].request = reqs[k];
   }
-  if (!w->quiet && sim_chance(&w->rng, 40))
+  if (!w->quiet && sim_chance(&w->rng, 40)) {
     w->fault_armed = 1;
+    w->fault_point = sim_chance(&w->rng, 500) ? "push:before-commit"
+                                              : "push:after-commit";
+  }
+  int after = w->fault_armed && !strcmp(w->fault_point, "push:after-commit");
   int crashed_at_commit = w->fault_armed;
   int rc = tt_server_push(w->srv, jobs, n, w->now);
   int crashed = crashed_at_commit && !w->fault_armed;
@@ -429,7 +435,7 @@ static void server_commit(sim_world *w) {
   if (w->now > w->max_now)
     w->max_now = w->now;
 
-  if (!rc && !crashed) {
+  if ((!rc && !crashed) || (crashed && after)) {
     json_t *bodies = json_array();
     for (size_t k = 0; k < n; k++)
       json_array_append_new(bodies, json_string(w->inbox[k].body));
@@ -441,10 +447,10 @@ static void server_commit(sim_world *w) {
     sim_inbox *ib = &w->inbox[k];
     /* After a crash only what the server had already answered reaches the
      * wire; a correct server answers nothing before the commit. */
-    if (!crashed || jobs[k].status == 200) {
+    if (jobs[k].status == 200 && (!crashed || after))
+      log_applied(w, ib->rep, reqs[k], jobs[k].response);
+    if (!crashed || (!after && jobs[k].status == 200)) {
       char *body = jobs[k].response ? dump(jobs[k].response) : xstrdup("{}");
-      if (jobs[k].status == 200 && !crashed)
-        log_applied(w, ib->rep, reqs[k], jobs[k].response);
       send_msg(w, MSG_PUSH_RESP, ib->rep, ib->epoch, jobs[k].status, body);
       free(body);
     }
@@ -505,8 +511,6 @@ static void replica_receive(sim_world *w, sim_msg *m) {
     sim_violation(w, "replica %d could not take a 200 answer: %s (%s)",
                   m->rep, tether_strerror(rc),
                   tt_replica_last_error(r->r));
-  if (m->status == 409 && !w->quiet)
-    ; /* a gap or chain answer is legitimate under duplication/reordering */
   json_decref(resp);
   json_decref(req);
   r->busy = IDLE;

@@ -271,6 +271,36 @@ static void test_decode_corrupt(void **state) {
   tt_doc_clear(&d);
 }
 
+/* Random bytes, and random bytes behind a valid header, never crash. */
+static void test_decode_random(void **state) {
+  (void)state;
+  uint64_t x = 0x2545f4914f6cdd1dull;
+  char *valid;
+  size_t vlen;
+  encode_sample(&valid, &vlen);
+  for (int iter = 0; iter < 20000; iter++) {
+    size_t n = (size_t)(iter % 300);
+    uint8_t *b = malloc(n ? n : 1);
+    for (size_t i = 0; i < n; i++) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      b[i] = (uint8_t)x;
+    }
+    /* Half of them keep a valid prefix so the decoder gets deeper. */
+    if (iter & 1) {
+      size_t keep = (size_t)(x % (vlen + 1));
+      memcpy(b, valid, keep < n ? keep : n);
+    }
+    tt_doc out;
+    int rc = tt_doc_decode(b, n, &out);
+    assert_true(rc == 0 || rc == TETHER_ECORRUPT || rc == TETHER_EVERSION);
+    tt_doc_clear(&out);
+    free(b);
+  }
+  free(valid);
+}
+
 static void test_changes_since(void **state) {
   (void)state;
   tt_doc d;
@@ -312,6 +342,7 @@ int main(void) {
       cmocka_unit_test(test_encode_roundtrip),
       cmocka_unit_test(test_decode_truncated),
       cmocka_unit_test(test_decode_corrupt),
+      cmocka_unit_test(test_decode_random),
       cmocka_unit_test(test_changes_since),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

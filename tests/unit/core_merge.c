@@ -664,6 +664,9 @@ static void test_create_on_existing_concurrent(void **state) {
   conflict_is(&r.conflicts[0], id0, "t", NULL, "\"b\"", "\"c\"");
   conflict_is(&r.conflicts[1], id1, "u", NULL, "2", NULL);
   assert_int_equal(r.concurrent, 4); /* t, w, x, u */
+  const char *cf[] = {"t", "w", "x", "u"};
+  for (int i = 0; i < 4; i++)
+    assert_string_equal(r.concurrent_fields[i], cf[i]);
   assert_true(r.changed);
   /* t kept (manual), x=3 (lww, newer), w kept (server-wins), v new. */
   view_is(&d, "{\"t\":\"b\",\"x\":3,\"w\":2,\"u\":2,\"v\":3}");
@@ -727,6 +730,7 @@ static void test_delete_vs_edit(void **state) {
   r = delete_race(&d, p, 200, 300, TT_OUT_MERGED); /* delete newer: wins */
   assert_string_equal(r.rule, "lww");
   assert_int_equal(r.concurrent, 1);
+  assert_string_equal(r.concurrent_fields[0], "_doc");
   assert_true(d.deleted);
   tt_merge_result_clear(&r);
   tt_doc_clear(&d);
@@ -1007,6 +1011,8 @@ static void test_outcome_aggregation(void **state) {
           3, p, TT_OUT_MERGED);
   assert_string_equal(r.rule, "counter");
   assert_int_equal(r.concurrent, 2);
+  assert_string_equal(r.concurrent_fields[0], "x");
+  assert_string_equal(r.concurrent_fields[1], "t");
   tt_merge_result_clear(&r);
   /* conflict beats merged; the first conflict's id comes first. */
   r = run(&d, C, 2, 300, 1,
@@ -1029,6 +1035,7 @@ static void test_outcome_aggregation(void **state) {
           5, p, TT_OUT_REJECTED);
   assert_int_equal(r.nconflicts, 0);
   assert_int_equal(r.concurrent, 0);
+  assert_null(r.concurrent_fields);
   tt_merge_result_clear(&r);
   tt_doc_clear(&d);
   tt_policy_free(p);

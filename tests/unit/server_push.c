@@ -972,6 +972,73 @@ static void test_store_full(void **state) {
   th_env_free(e);
 }
 
+typedef struct {
+  const char *crash_at;
+  int calls;
+} fault_ctx;
+
+static int fault_hook(void *ctx, const char *point) {
+  fault_ctx *f = ctx;
+  f->calls++;
+  return f->crash_at && !strcmp(point, f->crash_at);
+}
+
+/* Crashes at each commit point: before it nothing is durable; after it the
+ * effect is durable but unanswered, and the retry is a duplicate. */
+static void test_crash_points(void **state) {
+  (void)state;
+  th_env *e = th_env_new(NULL, 0, 0);
+  fault_ctx f = {0};
+  th_rep r;
+  json_t *in, *req, *resp;
+  uint64_t last = 99;
+
+  th_rep_init(&r, 0x79);
+  e->opts.fault = fault_hook;
+  e->opts.fault_ctx = &f;
+  th_reopen(e);
+  assert_int_equal(tt_server_replica_last_seq(e->srv, r.id, &last),
+                   TETHER_ENOTFOUND);
+  assert_int_equal(last, 0);
+  in = th_intent(&r, 1, "c", "a", 0,
+                 "[{\"kind\":\"incr\",\"field\":\"n\",\"value\":1}]");
+  req = th_req(&r, &in, 1);
+
+  f.crash_at = "push:before-commit";
+  tt_push_job job = {.request = req};
+  assert_int_equal(tt_server_push(e->srv, &job, 1, TH_NOW),
+                   TETHER_EUNAVAILABLE);
+  assert_int_equal(job.status, 503);
+  json_decref(job.response);
+  th_reopen(e);
+  assert_int_equal(tt_server_replica_last_seq(e->srv, r.id, &last),
+                   TETHER_ENOTFOUND);
+  assert_null(th_doc(e, "c", "a"));
+
+  f.crash_at = "push:after-commit";
+  job = (tt_push_job){.request = req};
+  assert_int_equal(tt_server_push(e->srv, &job, 1, TH_NOW),
+                   TETHER_EUNAVAILABLE);
+  assert_int_not_equal(job.status, 200);
+  json_decref(job.response);
+  th_reopen(e);
+  assert_int_equal(tt_server_replica_last_seq(e->srv, r.id, &last), 0);
+  assert_int_equal(last, 1);
+
+  f.crash_at = NULL;
+  f.calls = 0;
+  assert_int_equal(th_push(e, req, &resp), 200);
+  assert_true(json_is_true(json_object_get(
+      json_array_get(json_object_get(resp, "outcomes"), 0), "duplicate")));
+  assert_int_equal(f.calls, 0); /* nothing to commit: no crash point */
+  json_decref(resp);
+  json_decref(req);
+  json_t *d = th_doc(e, "c", "a");
+  th_assert_json(d, "{\"n\":1}");
+  json_decref(d);
+  th_env_free(e);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_apply_and_pull_back),
@@ -990,6 +1057,7 @@ int main(void) {
       cmocka_unit_test(test_outcome_pruning),
       cmocka_unit_test(test_delete_and_revive),
       cmocka_unit_test(test_store_full),
+      cmocka_unit_test(test_crash_points),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
