@@ -194,6 +194,7 @@ start_server() {
     log="$E2E_TMP/srv-$name.${SRV_STARTS[$name]}.log"
     local args=(serve --data "${SRV_DATA[$name]}" --listen "127.0.0.1:$port")
     [ -z "$config" ] || args+=(--config "$config")
+    : >"$log" # exists before the first grep below
     "$TETHER" "${args[@]}" ${extra[@]+"${extra[@]}"} >"$log" 2>&1 &
     pid=$!
     e2e_watch "$pid"
