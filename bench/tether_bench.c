@@ -9,6 +9,7 @@
  * stdout: exactly one JSON line per run. stderr: progress and, at the end,
  * median/min/max across runs.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -18,6 +19,7 @@
 #include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -119,6 +121,42 @@ static double proc_write_bytes(pid_t pid) {
     if (strncmp(line, "write_bytes:", 12) == 0) v = strtod(line + 12, NULL);
   fclose(f);
   return v;
+}
+
+/* CPU seconds (user+system, all threads) used by this process so far. */
+static double self_cpu_s(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return NAN;
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Seconds PID's live threads spent waiting for a core (runqueue), summed
+ * from /proc/PID/task/TID/schedstat; NaN if unavailable. On a shared
+ * machine this separates "waiting for CPU" from waiting for disk or peer. */
+static double proc_runq_wait_s(pid_t pid) {
+  char path[96];
+  snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+  DIR *d = opendir(path);
+  if (!d) return NAN;
+  double sum = 0;
+  int any = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    char sp[160];
+    snprintf(sp, sizeof sp, "/proc/%d/task/%.20s/schedstat", (int)pid, e->d_name);
+    FILE *f = fopen(sp, "r");
+    if (!f) continue;
+    unsigned long long run = 0, wait = 0;
+    if (fscanf(f, "%llu %llu", &run, &wait) == 2) {
+      sum += (double)wait / 1e9;
+      any = 1;
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return any ? sum : NAN;
 }
 
 /* ---- results: named numbers, printed as one JSON line -------------------- */
@@ -269,10 +307,11 @@ static void on_progress(void *vctx, const tether_progress *p) {
   if (g_opt.quiet) return;
   if (t - c->last_print >= 1.0 ||
       (!is_pull && p->total && p->done == p->total)) {
-    double el = t - c->t0;
+    double el = t - c->t0, pel = t - c->t_first_pull;
     if (is_pull)
-      logf_("  [%s] pull: %llu changes (%.1f s, %.0f/s)\n", c->label,
-            (unsigned long long)p->done, el, el > 0 ? (double)p->done / el : 0.0);
+      logf_("  [%s] pull: %llu changes (%.1f s, %.0f/s since the pull began)\n",
+            c->label, (unsigned long long)p->done, el,
+            pel > 0 ? (double)p->done / pel : 0.0);
     else
       logf_("  [%s] push: %llu/%llu intents (%.1f s)\n", c->label,
             (unsigned long long)p->done, (unsigned long long)p->total, el);
@@ -294,7 +333,7 @@ static int sync_until_done(tether *t, const char *label, result *r,
   so.timeout_ms = g_opt.timeout_ms;
   int rc = 0, calls = 0;
   char name[64];
-  double t0 = now_s();
+  double t0 = now_s(), c0 = self_cpu_s(), q0 = proc_runq_wait_s(getpid());
   pc.t0 = t0;
   pc.last_print = t0;
   for (;;) {
@@ -323,6 +362,12 @@ static int sync_until_done(tether *t, const char *label, result *r,
   *seconds = t1 - t0;
   snprintf(name, sizeof name, "%ssync_calls", prefix);
   res_i(r, name, calls);
+  /* CPU this replica spent in the sync; the rest of the wall time is the
+   * server, the disks (fsync) and waiting for a core */
+  snprintf(name, sizeof name, "%ssync_cpu_s", prefix);
+  res_f(r, name, self_cpu_s() - c0);
+  snprintf(name, sizeof name, "%ssync_runq_wait_s", prefix);
+  res_f(r, name, proc_runq_wait_s(getpid()) - q0);
   if (pc.t_push_end > 0) {
     snprintf(name, sizeof name, "%spush_s", prefix);
     res_f(r, name, pc.t_push_end - t0);
@@ -394,10 +439,11 @@ static int open_new_replica(const char *dir, const char *url, tether **out,
 typedef int (*write_fn)(tether *t, uint64_t i, void *ctx);
 
 static int batched_writes(tether *t, uint64_t n, write_fn fn, void *ctx,
-                          const char *label, result *r, double *seconds) {
+                          const char *label, const char *key, result *r,
+                          double *seconds) {
   int rc = 0;
   uint64_t failed = 0;
-  double t0 = now_s(), last = t0;
+  double t0 = now_s(), last = t0, c0 = self_cpu_s();
   for (uint64_t i = 0; i < n && !rc;) {
     rc = tether_batch_begin(t);
     if (rc) {
@@ -428,6 +474,11 @@ static int batched_writes(tether *t, uint64_t n, write_fn fn, void *ctx,
     }
   }
   *seconds = now_s() - t0;
+  {
+    char name[64];
+    snprintf(name, sizeof name, "%s_cpu_s", key);
+    res_f(r, name, self_cpu_s() - c0);
+  }
   if (failed) {
     char name[64];
     snprintf(name, sizeof name, "failed_writes");
@@ -475,7 +526,8 @@ static int role_load(void *varg, result *r) {
   if (rc) goto out;
   logf_("  [%s] creating %llu docs offline (batches of %llu)\n", a->label,
         (unsigned long long)a->n, (unsigned long long)g_opt.batch);
-  rc = batched_writes(t, a->n, write_create, NULL, a->label, r, &create_s);
+  rc = batched_writes(t, a->n, write_create, NULL, a->label, "create", r,
+                      &create_s);
   res_f(r, "create_s", create_s);
   res_f(r, "create_docs_per_s", create_s > 0 ? (double)a->n / create_s : 0);
   if (rc) goto out;
@@ -702,10 +754,10 @@ static int role_w3(void *varg, result *r) {
   }
   logf_("  [W3] offline: A sets title, B sets n, on %llu docs\n",
         (unsigned long long)a->n);
-  rc = batched_writes(ta, a->n, write_title, NULL, "A", r, &wa);
+  rc = batched_writes(ta, a->n, write_title, NULL, "A", "a_local_write", r, &wa);
   res_f(r, "a_local_write_s", wa);
   if (rc) goto out;
-  rc = batched_writes(tb, a->n, write_n, NULL, "B", r, &wb);
+  rc = batched_writes(tb, a->n, write_n, NULL, "B", "b_local_write", r, &wb);
   res_f(r, "b_local_write_s", wb);
   if (rc) goto out;
   logf_("  [W3] local writes: A %.2f s, B %.2f s; syncing A, B, A\n", wa, wb);
@@ -763,6 +815,8 @@ out:
 
 static volatile sig_atomic_t g_server_pid = 0;
 static volatile sig_atomic_t g_child_pid = 0;
+/* peak RssAnon (kB) seen by the last run_child; -1 when never read */
+static long g_peak_child_anon_kb = -1, g_peak_server_anon_kb = -1;
 
 static void on_signal(int sig) {
   if (g_child_pid > 0) kill((pid_t)g_child_pid, SIGTERM);
@@ -771,17 +825,6 @@ static void on_signal(int sig) {
   ssize_t w = write(2, msg, sizeof msg - 1);
   (void)w;
   _exit(128 + sig);
-}
-
-static int read_full(int fd, void *buf, size_t len) {
-  size_t got = 0;
-  while (got < len) {
-    ssize_t k = read(fd, (char *)buf + got, len - got);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return -1;
-    got += (size_t)k;
-  }
-  return 0;
 }
 
 static int write_full(int fd, const void *buf, size_t len) {
@@ -831,7 +874,32 @@ static void run_child(int (*fn)(void *, result *), void *arg, result *out,
   }
   g_child_pid = pid;
   close(p[1]);
-  int got = read_full(p[0], out, sizeof *out);
+  /* While the child works, sample anonymous RSS of it and of the server:
+   * VmHWM also counts the LMDB map's file pages, which the kernel can drop,
+   * so the heap's own peak is reported beside it. */
+  g_peak_child_anon_kb = g_peak_server_anon_kb = -1;
+  size_t got_bytes = 0;
+  int got = 0;
+  for (;;) {
+    struct pollfd pfd = {p[0], POLLIN, 0};
+    int pr = poll(&pfd, 1, 50);
+    long a = proc_status_kb(pid, "RssAnon");
+    if (a > g_peak_child_anon_kb) g_peak_child_anon_kb = a;
+    if (g_server_pid > 0) {
+      a = proc_status_kb((pid_t)g_server_pid, "RssAnon");
+      if (a > g_peak_server_anon_kb) g_peak_server_anon_kb = a;
+    }
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr <= 0) continue;
+    ssize_t k = read(p[0], (char *)out + got_bytes, sizeof *out - got_bytes);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) {
+      got = -1;
+      break;
+    }
+    got_bytes += (size_t)k;
+    if (got_bytes == sizeof *out) break;
+  }
   close(p[0]);
   int status = 0;
   struct rusage ru;
@@ -1187,6 +1255,16 @@ static void put_delta(result *r, const char *name, double after, double before) 
   res_i(r, name, d);
 }
 
+/* Peak anonymous RSS of the child just run (as CHILD_KEY) and of the server
+ * (kept as the maximum over the phases of the run). */
+static void put_anon_peaks(result *r, const char *child_key) {
+  if (child_key && g_peak_child_anon_kb > 0)
+    res_i(r, child_key, (double)g_peak_child_anon_kb);
+  const metric *m = res_get(r, "server_peak_anon_kb");
+  if (g_peak_server_anon_kb > 0 && (!m || m->v < (double)g_peak_server_anon_kb))
+    res_i(r, "server_peak_anon_kb", (double)g_peak_server_anon_kb);
+}
+
 /* Server-side cost of one phase: CPU and storage writes. */
 static void put_server_phase(result *r, const server_metrics *m0,
                              const server_metrics *m1) {
@@ -1205,6 +1283,7 @@ static int do_load(world *w, uint64_t n, result *r, const char *label) {
   run_child(role_load, &a, &c, &rss, &cpu);
   server_metrics_read(&w->srv, &m1);
   res_merge(r, &c, "");
+  put_anon_peaks(r, "replica_peak_anon_kb");
   if (rss > 0) res_i(r, "replica_maxrss_kb", (double)rss);
   res_f(r, "replica_cpu_s", cpu);
   put_server_phase(r, &m0, &m1);
@@ -1248,6 +1327,7 @@ static void run_w2(uint64_t n, int run, result *r) {
     run_child(role_pull, &a, &c, &rss, &cpu);
     server_metrics_read(&w.srv, &m1);
     res_merge(r, &c, "");
+    put_anon_peaks(r, "replica_peak_anon_kb");
     if (rss > 0) res_i(r, "replica_maxrss_kb", (double)rss);
     res_f(r, "replica_cpu_s", cpu);
     put_server_phase(r, &m0, &m1);
@@ -1292,6 +1372,7 @@ static void run_w3(uint64_t n, int run, result *r) {
     run_child(role_w3, &a, &c, &rss, &cpu);
     server_metrics_read(&w.srv, &m1);
     res_merge(r, &c, "");
+    put_anon_peaks(r, "replicas_peak_anon_kb");
     res_f(r, "replicas_cpu_s", cpu);
     put_server_phase(r, &m0, &m1);
     put_delta(r, "server_conflicts", m1.conflicts, m0.conflicts);
@@ -1492,10 +1573,11 @@ int main(int argc, char **argv) {
   const char *wname = run_fn == run_w1 ? "W1" : run_fn == run_w2 ? "W2" : "W3";
   static const char *const h1[] = {
       "docs_per_s", "create_sync_docs_per_s", "create_docs_per_s",
-      "server_peak_rss_kb", "bytes_sent", "sync_s", "create_s", NULL};
+      "server_peak_rss_kb", "server_peak_anon_kb", "bytes_sent", "sync_s",
+      "create_s", NULL};
   static const char *const h2[] = {
       "docs_per_s", "seconds", "bytes_received", "replica_peak_rss_kb",
-      "server_peak_rss_kb", NULL};
+      "replica_peak_anon_kb", "server_peak_rss_kb", NULL};
   static const char *const h3[] = {
       "seconds", "missing_edits", "conflicts", "identical",
       "server_conflicts", NULL};
@@ -1525,9 +1607,13 @@ int main(int argc, char **argv) {
     memset(r, 0, sizeof *r);
     r->ok = 1;
     logf_("%s run %d/%d\n", wname, run, g_opt.runs);
-    double t0 = now_s();
+    double t0 = now_s(), la[1] = {NAN};
+    /* the machine is shared: the load at the start says how much to trust
+     * a run's timings */
+    getloadavg(la, 1);
     run_fn(g_opt.n, run, r);
     res_f(r, "run_wall_s", now_s() - t0);
+    res_f(r, "loadavg_1m", la[0]);
     res_front(r, headline);
     res_print_json(stdout, wname, g_opt.n, run, r);
     if (!r->ok) {

@@ -70,11 +70,22 @@ static int cmd_outcomes(tether *, const char *, char **, int,
 static int cmd_outbox(tether *, const char *, char **, int, const cmd_opts *);
 
 static const command commands[] = {
-    {"serve", 0, 0, "[--data DIR] [--listen HOST:PORT] [--config FILE]",
+    {"serve", 0, 0,
+     "[--data DIR | --backend URL] [OPTION...]",
      "run the sync server",
      "Runs the reconciliation server until SIGTERM or SIGINT.\n"
      "\n"
      "  --data DIR          store directory (default ./tether-data)\n"
+     "  --backend URL       keep the state in Redis instead of --data:\n"
+     "                      redis://HOST:PORT[/DB] (one redis-server) or\n"
+     "                      redis-cluster://HOST:PORT[,HOST:PORT...] (seed\n"
+     "                      nodes of a Redis Cluster); several servers may\n"
+     "                      share one. Add ?wait=N&wait_ms=MS to wait for N\n"
+     "                      replicas after each commit (docs/REDIS.md).\n"
+     "                      Default: lmdb (the embedded store at --data)\n"
+     "  --partitions N      partitions of a new store (default 1; an\n"
+     "                      existing store keeps its count); on a cluster,\n"
+     "                      more partitions spread over more nodes\n"
      "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8420;\n"
      "                      port 0 picks a free port)\n"
      "  --config FILE       conflict policy file (JSON; default: all lww)\n"
@@ -523,12 +534,16 @@ static int parse_listen(const char *s, char *hostbuf, size_t hostlen,
 
 static int do_serve(const command *c, char **args, int nargs) {
   const char *data = "./tether-data", *listen = "127.0.0.1:8420",
-             *config = NULL;
+             *config = NULL, *backend = NULL, *partitions = NULL;
   for (int i = 0; i < nargs; i++) {
     const char *opt = args[i];
     const char **dst = NULL;
     if (strcmp(opt, "--data") == 0)
       dst = &data;
+    else if (strcmp(opt, "--backend") == 0)
+      dst = &backend;
+    else if (strcmp(opt, "--partitions") == 0)
+      dst = &partitions;
     else if (strcmp(opt, "--listen") == 0)
       dst = &listen;
     else if (strcmp(opt, "--config") == 0)
@@ -543,6 +558,17 @@ static int do_serve(const command *c, char **args, int nargs) {
   uint16_t port = 0;
   if (parse_listen(listen, host, sizeof host, &port) != 0)
     return usage_error(c, "--listen \"%s\" is not HOST:PORT", listen);
+  unsigned nparts = 0;
+  if (partitions != NULL) {
+    char *end = NULL;
+    errno = 0;
+    unsigned long n = strtoul(partitions, &end, 10);
+    if (partitions[0] < '1' || partitions[0] > '9' || *end != '\0' ||
+        errno || n > 65536)
+      return usage_error(c, "--partitions \"%s\" is not a number from 1 "
+                            "to 65536", partitions);
+    nparts = (unsigned)n;
+  }
 
   /* Block the stop signals in every thread (the server's threads inherit
    * the mask) and take them synchronously below. */
@@ -563,6 +589,8 @@ static int do_serve(const command *c, char **args, int nargs) {
   tether_server_opts so;
   memset(&so, 0, sizeof so);
   so.data_dir = data;
+  so.backend = backend;
+  so.partitions = nparts;
   so.host = host;
   so.port = port;
   so.config_path = config;

@@ -45,19 +45,36 @@ FF_UNUSED static const char *ff_name(void) {
   return n ? n : "(fuzz input)";
 }
 
+/* Directories made by ff_store_new, removed before an abort (which skips
+ * atexit) so a failing run leaves nothing in /tmp. */
+static char ff_dirs[4][64];
+
+FF_UNUSED static void ff_rmrf(const char *dir);
+
+FF_UNUSED static void ff_drop_dirs(void) {
+  for (size_t i = 0; i < sizeof ff_dirs / sizeof ff_dirs[0]; i++)
+    if (ff_dirs[i][0]) {
+      ff_rmrf(ff_dirs[i]);
+      ff_dirs[i][0] = 0;
+    }
+}
+
 #define FF_FAIL(...)                                                           \
   do {                                                                         \
     fprintf(stderr, "FUZZ PROPERTY VIOLATED (%s:%d) in %s: ", __FILE__,        \
             __LINE__, ff_name());                                              \
     fprintf(stderr, __VA_ARGS__);                                              \
     fputc('\n', stderr);                                                       \
+    ff_drop_dirs();                                                            \
     abort();                                                                   \
   } while (0)
 
 #define FF_CHECK(cond, ...)                                                    \
   do {                                                                         \
-    if (!(cond))                                                               \
-      FF_FAIL("check failed: %s: " __VA_ARGS__, #cond);                        \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "check failed: %s\n", #cond);                            \
+      FF_FAIL(__VA_ARGS__);                                                    \
+    }                                                                          \
   } while (0)
 
 /* ---- temporary directories --------------------------------------------- */
@@ -68,7 +85,7 @@ static int ff_rm_one(const char *p, const struct stat *sb, int flag,
   return remove(p);
 }
 
-FF_UNUSED static void ff_rmrf(const char *dir) {
+static void ff_rmrf(const char *dir) {
   nftw(dir, ff_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -81,6 +98,11 @@ FF_UNUSED static tt_store *ff_store_new(char *dir, const char *tag) {
   snprintf(dir, 64, "/tmp/tt_fuzz_%s_XXXXXX", tag);
   if (!mkdtemp(dir))
     FF_FAIL("mkdtemp %s failed", dir);
+  for (size_t i = 0; i < sizeof ff_dirs / sizeof ff_dirs[0]; i++)
+    if (!ff_dirs[i][0]) {
+      snprintf(ff_dirs[i], sizeof ff_dirs[i], "%s", dir);
+      break;
+    }
   if (tt_store_open_lmdb(dir, &o, &st, err, sizeof err))
     FF_FAIL("store open %s: %s", dir, err);
   return st;

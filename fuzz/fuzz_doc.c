@@ -71,12 +71,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_t *view = tt_doc_view(&d);
   if (d.deleted)
     FF_CHECK(view == NULL, "deleted document has a view");
+  else if (d.version)
+    FF_CHECK(view != NULL, "no view of an accepted, written document");
   json_decref(view);
   uint64_t cursors[3] = {0, d.version ? d.version - 1 : 0, UINT64_MAX};
   for (int i = 0; i < 3; i++) {
     json_t *set = NULL, *unset = NULL;
-    FF_CHECK(tt_doc_changes_since(&d, cursors[i], &set, &unset) == 0,
-             "changes_since failed");
+    rc = tt_doc_changes_since(&d, cursors[i], &set, &unset);
+    FF_CHECK(rc == 0, "changes_since of an accepted record failed: %s",
+             tether_err_name(rc));
     FF_CHECK(json_is_object(set) && json_is_array(unset),
              "changes_since shapes");
     if (cursors[i] == UINT64_MAX)

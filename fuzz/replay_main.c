@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Read by the targets (fuzz_common.h): the base name of the current file. */
 const char *tt_fuzz_input_name;
 
-#define MAX_INPUT (16u << 20)
+#define REPLAY_MAX_INPUT (16u << 20)
 
 static int run_file(const char *path) {
   FILE *f = fopen(path, "rb");
@@ -33,9 +33,9 @@ static int run_file(const char *path) {
     return -1;
   }
   if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) ||
-      (size_t)len > MAX_INPUT) {
+      (size_t)len > REPLAY_MAX_INPUT) {
     fprintf(stderr, "replay: %s: unreadable or larger than %u bytes\n", path,
-            MAX_INPUT);
+            REPLAY_MAX_INPUT);
     fclose(f);
     return -1;
   }

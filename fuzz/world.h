@@ -94,6 +94,7 @@ typedef struct {
   w_rep a, b;
   char conflict[128]; /* the conflict B's first intent is held on */
   uint64_t v_n1, v_t1, v_c1, v_n2; /* document versions after the build */
+  json_t *log; /* when set: every preamble request is appended to it */
 } w_world;
 
 FF_UNUSED static void w_server_open(w_world *w) {
@@ -113,6 +114,8 @@ static json_t *w_push1(w_world *w, w_rep *r, json_t *intent) {
   json_array_append_new(arr, intent);
   req = w_req(r, arr);
   job.request = req;
+  if (w->log)
+    json_array_append(w->log, req);
   tt_server_push(w->srv, &job, 1, W_NOW);
   if (job.status != 200) {
     char *s = json_dumps(job.response, JSON_COMPACT);

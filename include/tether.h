@@ -121,8 +121,11 @@ int tether_delete(tether *t, const char *coll, const char *id);
  * write above joins one local transaction, made durable once at commit
  * (one fsync instead of one per write — for imports and initial loads).
  * Reads inside the batch see its writes. If a write inside fails, that
- * write changes nothing and the batch goes on; tether_batch_abort drops
- * the whole batch. A batch left open at tether_close is aborted. */
+ * write changes nothing and the batch goes on — except TETHER_EFULL: the
+ * local store is full, the whole batch is lost (tether_batch_commit then
+ * returns TETHER_EFULL) and what was committed before the batch is kept.
+ * tether_batch_abort drops the whole batch. A batch left open at
+ * tether_close is aborted. */
 int tether_batch_begin(tether *t);
 int tether_batch_commit(tether *t);
 void tether_batch_abort(tether *t);

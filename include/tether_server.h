@@ -26,6 +26,17 @@ typedef struct {
    * MSG is one line, valid only during the call. NULL = silent. */
   void (*log)(void *ctx, const char *level, const char *msg);
   void *log_ctx;
+  /* Where the server keeps its state. NULL, "" or "lmdb": the embedded
+   * LMDB store in data_dir. "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"
+   * (one redis-server) or "redis-cluster://HOST[:PORT][,HOST[:PORT]...]"
+   * (seed nodes of a Redis Cluster), either with "?wait=N&wait_ms=MS"
+   * (WAIT for N replicas after each commit): several servers may share one
+   * Redis or cluster (docs/REDIS.md). data_dir is unused then. */
+  const char *backend;
+  /* Partitions of a new store (1 = default); an existing store keeps its
+   * own count. On Redis Cluster a partition is one hash slot, so more
+   * partitions spread the data over more nodes. */
+  unsigned partitions;
 } tether_server_opts;
 
 /* Opens the store and starts listening. On success *out is a running server

@@ -1,5 +1,6 @@
 /* server_api.c — embedding the reconciliation server
- * (include/tether_server.h): LMDB store + policies + reconciler + HTTP. */
+ * (include/tether_server.h): store (LMDB, or Redis / Redis Cluster) +
+ * policies + reconciler + HTTP. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,28 +118,58 @@ int tether_server_start(tether_server **out, const tether_server_opts *opts,
     goto fail;
   }
 
-  /* LMDB wants the directory to exist. */
-  if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-    tt_errf(errbuf, errlen, "data directory %s: cannot create: %s", dir,
-            strerror(errno));
-    rc = TETHER_EIO;
+  const char *be = o.backend && o.backend[0] ? o.backend : "lmdb";
+  /* Named in every message about the store: the directory or the URL. */
+  char where[300];
+  if (strcmp(be, "lmdb") == 0) {
+    snprintf(where, sizeof where, "data directory %s", dir);
+    /* LMDB wants the directory to exist. */
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+      tt_errf(errbuf, errlen, "%s: cannot create: %s", where,
+              strerror(errno));
+      rc = TETHER_EIO;
+      goto fail;
+    }
+    tt_store_opts so = {.map_size = o.map_size ? o.map_size : SERVER_MAP_SIZE};
+    eb[0] = '\0';
+    rc = tt_store_open_lmdb(dir, &so, &s->st, eb, sizeof eb);
+  } else if (strncmp(be, "redis://", 8) == 0 ||
+             strncmp(be, "redis-cluster://", 16) == 0) {
+    /* The URL may carry a password: name the backend by its kind only;
+     * the store's own messages mask it. */
+    snprintf(where, sizeof where, "backend %s",
+             be[5] == '-' ? "redis-cluster" : "redis");
+    eb[0] = '\0';
+    rc = tt_store_open_redis(be, NULL, &s->st, eb, sizeof eb);
+    if (rc != 0) { /* eb already names the URL */
+      tt_errf(errbuf, errlen, "%s", eb[0] ? eb : tether_strerror(rc));
+      goto fail;
+    }
+  } else {
+    /* Only the scheme: the rest may hold a password. */
+    const char *sep = strstr(be, "://");
+    int n = sep ? (int)(sep - be) + 3 : (int)strlen(be);
+    tt_errf(errbuf, errlen,
+            "backend \"%.*s%s\": unknown; expected lmdb, "
+            "redis://HOST:PORT[/DB] or redis-cluster://HOST:PORT[,HOST:PORT...]",
+            n > 40 ? 40 : n, be, sep && sep[3] ? "..." : "");
+    rc = TETHER_ECONFIG;
     goto fail;
   }
-  tt_store_opts so = {.map_size = o.map_size ? o.map_size : SERVER_MAP_SIZE};
-  eb[0] = '\0';
-  rc = tt_store_open_lmdb(dir, &so, &s->st, eb, sizeof eb);
   if (rc != 0) {
-    tt_errf(errbuf, errlen, "data directory %s: %s", dir,
-            eb[0] ? eb : tether_strerror(rc));
+    tt_errf(errbuf, errlen, "%s: %s", where, eb[0] ? eb : tether_strerror(rc));
     goto fail;
   }
 
-  tt_server_opts sopts = {.max_skew_ms = o.max_skew_ms};
+  tt_server_opts sopts = {.max_skew_ms = o.max_skew_ms,
+                          .partitions = o.partitions};
   eb[0] = '\0';
   rc = tt_server_open(s->st, s->policies, &sopts, &s->srv, eb, sizeof eb);
   if (rc != 0) {
-    tt_errf(errbuf, errlen, "data directory %s: %s", dir,
-            eb[0] ? eb : tether_strerror(rc));
+    char why[256];
+    tt_store_last_error(s->st, why, sizeof why);
+    tt_errf(errbuf, errlen, "%s: %s%s%s", where,
+            eb[0] ? eb : tether_strerror(rc), why[0] ? ": " : "", why);
     goto fail;
   }
 

@@ -329,7 +329,8 @@ int tt_doc_decode(const void *buf, size_t len, tt_doc *out) {
     uint8_t has;
     const uint8_t *name;
     if (rb_u16(&r, &nlen) || nlen == 0 || nlen > TT_MAX_NAME ||
-        rb_take(&r, nlen, &name) || memchr(name, 0, nlen))
+        rb_take(&r, nlen, &name) || memchr(name, 0, nlen) ||
+        !tt_utf8_valid(name, nlen))
       goto out;
     if (!(f->name = malloc((size_t)nlen + 1))) {
       rc = TETHER_ENOMEM;

@@ -164,6 +164,39 @@ int tt_canon_equal(const json_t *a, const json_t *b) {
   return 0;
 }
 
+int tt_utf8_valid(const void *s, size_t len) {
+  const uint8_t *p = s, *end = p + len;
+  while (p < end) {
+    uint8_t c = *p;
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      p++;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      n = 1, cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      n = 2, cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      n = 3, cp = c & 0x07;
+    } else {
+      return 0;
+    }
+    if ((size_t)(end - p) <= n)
+      return 0;
+    for (size_t i = 1; i <= n; i++) {
+      if ((p[i] & 0xc0) != 0x80)
+        return 0;
+      cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    static const uint32_t min[4] = {0, 0x80, 0x800, 0x10000};
+    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+    p += n + 1;
+  }
+  return 1;
+}
+
 int tt_name_valid(const char *s) {
   if (!s)
     return 0;

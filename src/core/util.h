@@ -37,6 +37,12 @@ int tt_canon_dump(const json_t *v, json_dump_callback_t cb, void *ctx);
 /* 1 if A and B are the same JSON value (NULL equals only NULL). */
 int tt_canon_equal(const json_t *a, const json_t *b);
 
+/* 1 if the LEN bytes at S are well-formed UTF-8 (no overlong forms, no
+ * surrogates, nothing above U+10FFFF) — what jansson accepts in a string.
+ * Stored records read back from disk are checked with it: a name that is
+ * not UTF-8 could never be put into a JSON answer. */
+int tt_utf8_valid(const void *s, size_t len);
+
 /* Valid name: 1..TT_MAX_NAME bytes, no NUL (jansson guarantees UTF-8). */
 int tt_name_valid(const char *s);
 

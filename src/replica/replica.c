@@ -87,7 +87,8 @@ int tt_r_dockey_split(const uint8_t *key, size_t klen, char *coll, char *id) {
   if (!z) return TETHER_ECORRUPT;
   size_t lc = (size_t)(z - key), li = klen - lc - 1;
   if (lc == 0 || lc > TT_MAX_NAME || li == 0 || li > TT_MAX_NAME ||
-      memchr(z + 1, 0, li))
+      memchr(z + 1, 0, li) || !tt_utf8_valid(key, lc) ||
+      !tt_utf8_valid(z + 1, li))
     return TETHER_ECORRUPT;
   memcpy(coll, key, lc);
   coll[lc] = 0;
@@ -295,7 +296,8 @@ int tt_r_obx_decode(tt_bytes val, tt_robx *out) {
   size_t ll = ((size_t)p[0] << 8) | p[1];
   p += 2;
   if (ll > 0) {
-    if (ll - 1 > TT_MAX_LABEL || (size_t)(end - p) < ll - 1)
+    if (ll - 1 > TT_MAX_LABEL || (size_t)(end - p) < ll - 1 ||
+        !tt_utf8_valid(p, ll - 1))
       return TETHER_ECORRUPT;
     out->label = (const char *)p;
     out->label_len = ll - 1;

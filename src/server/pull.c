@@ -1,5 +1,5 @@
-/* pull.c — POST /v1/pull: the changes since a cursor, from one read
- * snapshot.
+/* pull.c — POST /v1/pull: the changes since a cursor, partition by
+ * partition.
  *
  * The changelog holds one entry per document, at its current version
  * (push.c deletes the previous one), so walking TT_TABLE_CHANGES from
@@ -14,6 +14,23 @@
  * page scans from resume[p] + 1 but still sends fields newer than
  * cursor[p]. A partition scanned to its end moves its cursor to its head.
  * Losing "resume" (a crash) only repeats pages.
+ *
+ * Each partition is read in a read transaction of its own (a transaction
+ * covers one partition, store.h), so one answer is not a snapshot across
+ * partitions: it may show a group commit's partition 0 and not yet its
+ * partition 1. Per partition the cursor stays exact. Nor is a partition's
+ * read a snapshot on every backend (Redis reads key by key): a push may
+ * commit in p while it is scanned. Nothing is skipped even so, because a
+ * commit moves a document's single changelog entry only forward, to a seq
+ * above the head H read first, and atomically with the document:
+ *   - the scan walks keys upward, so an entry that moves ahead of the scan
+ *     position is met again further on (or by the next page or pull, as
+ *     the cursor never passes H);
+ *   - a document read newer than the entry that led to it has moved past H
+ *     after the entry was read; it is skipped here and sent from its new
+ *     entry, above H, by a later page or pull;
+ *   - entries above H met by the scan are sent, and sent again by the next
+ *     pull (the cursor moves to H only): a repeat, never a gap.
  *
  * Long-poll waiting lives in net/; wait_ms is only checked here. */
 #include <stdlib.h>
@@ -35,6 +52,7 @@ typedef struct {
 
 enum { STOP_PARTITION = 1, STOP_LIMIT = 2, STOP_ERROR = 3 };
 
+/* 0: the change was added; 1: skipped (the document moved on); <0: error. */
 static int add_change(pull_scan *ps, uint64_t seq, tt_bytes dockey) {
   const char *k = dockey.data, *sep = memchr(k, '\0', dockey.len);
   tt_bytes val;
@@ -52,6 +70,10 @@ static int add_change(pull_scan *ps, uint64_t seq, tt_bytes dockey) {
   rc = tt_doc_decode(val.data, val.len, &doc);
   if (rc)
     goto out;
+  if (doc.version > seq) {
+    rc = 1; /* moved on after its entry was read: see the top */
+    goto out;
+  }
   if (doc.version != seq) {
     rc = TETHER_ECORRUPT;
     goto out;
@@ -108,11 +130,12 @@ static int scan_cb(void *ctx, tt_bytes key, tt_bytes val) {
     return STOP_LIMIT; /* one more entry exists: "more" */
   }
   rc = add_change(ps, seq, val);
-  if (rc) {
+  if (rc < 0) {
     ps->rc = rc;
     return STOP_ERROR;
   }
-  ps->count++;
+  if (rc == 0)
+    ps->count++;
   ps->last = seq;
   return 0;
 }
@@ -232,14 +255,19 @@ int tt_server_pull(tt_server *s, const json_t *request, int *status,
   }
   bad = 0;
 
-  /* LMDB: one read snapshot covers every partition. A Redis backend reads
-   * each partition on its own (one consistent read per hash slot) — a
-   * later issue. */
-  rc = tt_txn_begin(s->st, 0, 0, &t);
-  if (rc)
+  ps.limit = limit;
+  ps.changes = json_array();
+  if (!ps.changes) {
+    rc = TETHER_ENOMEM;
     goto fail;
+  }
   for (unsigned p = 0; p < P; p++) {
-    rc = tt_srv_load_seq(t, p, &head[p]);
+    uint8_t key[12];
+    tt_bytes fb = {key, sizeof key};
+
+    rc = tt_txn_begin(s->st, p, 0, &t);
+    if (!rc)
+      rc = tt_srv_load_seq(t, p, &head[p]);
     if (rc)
       goto fail;
     if (from[p] > head[p]) {
@@ -253,41 +281,34 @@ int tt_server_pull(tt_server *s, const json_t *request, int *status,
                                (unsigned long long)head[p]));
       goto out;
     }
-  }
-
-  ps.t = t;
-  ps.limit = limit;
-  ps.changes = json_array();
-  if (!ps.changes) {
-    rc = TETHER_ENOMEM;
-    goto fail;
-  }
-  for (unsigned p = 0; p < P && !more; p++) {
-    uint8_t key[12];
-    tt_bytes fb = {key, sizeof key};
-
-    if (from[p] == head[p]) {
+    if (more) {
+      /* a page is full: this partition waits for the next one, but a
+       * cursor ahead of the server must still be refused */
+    } else if (from[p] == head[p]) {
       cursor[p] = from[p] = head[p]; /* nothing left in this partition */
-      continue;
-    }
-    ps.p = p;
-    ps.cursor = cursor[p];
-    ps.last = from[p];
-    tt_srv_change_key(key, p, from[p] + 1);
-    rc = tt_scan(t, TT_TABLE_CHANGES, fb, scan_cb, &ps);
-    if (rc == STOP_ERROR) {
-      rc = ps.rc;
-      goto fail;
-    }
-    if (rc < 0)
-      goto fail;
-    if (rc == STOP_LIMIT) {
-      more = 1; /* cut: the cursor stays, the position travels in resume */
-      from[p] = TT_PLANTED("skip-pull-page") ? ps.next : ps.last;
     } else {
-      cursor[p] = from[p] = head[p]; /* the rest of the partition is here */
+      ps.t = t;
+      ps.p = p;
+      ps.cursor = cursor[p];
+      ps.last = from[p];
+      tt_srv_change_key(key, p, from[p] + 1);
+      rc = tt_scan(t, TT_TABLE_CHANGES, fb, scan_cb, &ps);
+      if (rc == STOP_ERROR) {
+        rc = ps.rc;
+        goto fail;
+      }
+      if (rc < 0)
+        goto fail;
+      if (rc == STOP_LIMIT) {
+        more = 1; /* cut: the cursor stays, the position travels in resume */
+        from[p] = TT_PLANTED("skip-pull-page") ? ps.next : ps.last;
+      } else {
+        cursor[p] = from[p] = head[p]; /* the rest of the partition is here */
+      }
+      rc = 0;
     }
-    rc = 0;
+    tt_abort(t);
+    t = NULL;
   }
 
   jc = json_array();

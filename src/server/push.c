@@ -1,16 +1,62 @@
-/* push.c — POST /v1/push as a group commit.
+/* push.c — POST /v1/push as a group commit, one store transaction per
+ * partition.
  *
- * The jobs of one call are handled in order inside ONE store transaction:
- * each job is validated completely against the state left by the jobs
- * before it (so two pushes of the same replica in one batch see each other),
- * and only a fully valid job writes anything. The transaction is committed
- * once, durably, and only then are the 200 answers filled; if the commit
- * fails nobody is acknowledged.
+ * A store transaction covers ONE partition (store.h): on Redis Cluster a
+ * partition is one hash slot. So a group commit is:
  *
- * Per new intent, everything commits together: the document, its single
- * changelog entry (the previous one is deleted: O(documents) changelog,
- * G7), conflict records, audit entries, the outcome record and the
- * replica's dedupe record (G1, G2, G3). */
+ *   1. Check every job's shape with no store at all (parse, sizes, replica,
+ *      seq contiguity, hashes, the chain inside the request). A job that
+ *      fails gets its 4xx and changes nothing.
+ *   2. Read the HOME record of each replica involved (in its home
+ *      partition h(R), server_int.h) and check, job by job, the gap and
+ *      the chain against it and against the valid jobs before it: the first
+ *      intent above home.last_seq must chain on home.last_hash. Intents at
+ *      or below home.last_seq are not chain-checked: the dedupe records
+ *      judge them.
+ *   3. Group the intents of the valid jobs by partition (job order, and so
+ *      each replica's seq order, is kept within a partition) and run ONE
+ *      write transaction per partition touched, in increasing partition
+ *      order. In partition p, an intent whose seq is at or below its
+ *      replica's DEDUPE record for p is a duplicate (its stored outcome is
+ *      answered again); any other is merged and written together with its
+ *      changelog entry (the previous one of the document deleted: an
+ *      O(documents) changelog, G7), conflict records, audit entries,
+ *      outcome record, the advanced dedupe record and p's commit sequence.
+ *      Home records advance (only ever up) in the transaction of their home
+ *      partition when it runs anyway, else in one of their own after the
+ *      others.
+ *   4. A job is answered 200 only when every partition holding its intents
+ *      and its home update have committed.
+ *
+ * With one partition (the embedded default) all of it is ONE transaction
+ * and one durable commit, and the home record doubles as the dedupe record.
+ *
+ * What holds with several partitions, and why:
+ *   G1  an intent is acknowledged only after the transaction holding its
+ *       effect committed.
+ *   G2  exactly once, without cross-partition transactions: "applied in p"
+ *       and "dedupe record of p moved past it" commit together, so however
+ *       many times an intent is delivered, and whatever crashed between two
+ *       partition commits, it is applied in its partition once.
+ *   G3  per-replica order holds PER PARTITION: within p, a replica's
+ *       intents are applied in seq order (a push is contiguous and starts
+ *       at or below home.last_seq + 1, so nothing is skipped). Across
+ *       partitions there is no order: a crash after partition 0 committed
+ *       and before partition 1 did leaves seq 8 (in 0) applied and seq 7 (in
+ *       1) not, until the replica's retry — every intent not acknowledged is
+ *       resent — applies seq 7; pulls meanwhile may show 8 without 7. Gaps
+ *       and broken chains are still found, from the home record.
+ *   The same crash can leave the home record ahead of partitions that have
+ *   not applied intents at or below it (when the home partition committed
+ *   first). That is safe because the home record never decides a
+ *   duplicate; it only means a replica that skipped unacknowledged intents
+ *   (which a correct one never does) would not be told of a gap there.
+ *
+ * Several servers may run this on one store at once: nothing is cached,
+ * every write transaction of p writes p's commit sequence (read at its
+ * start), so two of them on p always conflict and the store serializes
+ * them (LMDB: one writer; Redis: the watched key changed, TETHER_ERETRY,
+ * and the transaction is redone from scratch). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,26 +69,80 @@
  * (the scan cannot delete under its own feet). */
 #define PRUNE_CHUNK 1024
 
+enum { HOME_ABSENT = 0, HOME_FOUND, HOME_CORRUPT };
+
+/* One replica with valid-looking jobs in the batch. */
 typedef struct {
-  tt_server *s;
-  tt_txn *t;
-  uint64_t now_ms;
-  /* working copies of the caches, published only after the commit */
-  uint64_t *seq;
-  uint64_t *audit_seq;
-  uint32_t *audit_n;
-  int dirty;       /* something was written */
-  int docs_changed; /* a partition sequence moved */
-  uint64_t n_out[TT_OUT__COUNT], n_dup, n_conc;
-} batch;
+  uint8_t id[TT_ID_LEN];
+  unsigned home;
+  int state;             /* HOME_*: what the home record read said */
+  tt_srv_replica stored; /* the home record as read in step 2 */
+  tt_srv_replica rec;    /* the chain head after the valid jobs so far */
+  int home_write;        /* rec is above stored: the home record moves */
+  int home_done;         /* that update committed */
+  int bad;               /* a dedupe record of it is corrupt: no home update */
+  /* the partition transaction running now (gen == part.gen) */
+  unsigned gen;
+  uint64_t dd0, dd; /* its dedupe record there: as read, as advanced */
+  int dd_bad;
+} rstate;
 
 typedef struct {
   uint8_t replica[TT_ID_LEN];
+  char rephex[2 * TT_ID_LEN + 1];
   tt_intent *in;
   size_t n;
-  tt_srv_replica rec; /* dedupe state; advanced as intents are handled */
-  json_t *outcomes;   /* the 200 answer's array, built while applying */
+  size_t rep;          /* index in batch.reps */
+  int valid;           /* passed the checks so far: its intents will run */
+  int early;           /* answered 200 before its commit (planted bug) */
+  int corrupt;         /* a dedupe record it needs is unreadable: 500 */
+  unsigned parts_left; /* partitions holding its intents, not committed */
+  int needs_home;      /* its last seq is above the stored home record */
+  uint64_t acked;
+  unsigned gen, mark;  /* partition transaction that pruned / counted it */
+  json_t **out;        /* [n]: each intent's outcome once its partition ran */
 } jstate;
+
+typedef struct {
+  uint32_t job, idx;
+} item;
+
+typedef struct {
+  tt_server *s;
+  uint64_t now_ms;
+  unsigned P;
+  tt_push_job *jobs;
+  jstate *js;
+  size_t njobs;
+  rstate *reps;
+  size_t nreps;
+  size_t *rorder, *hstart; /* reps by home partition: rorder[hstart[h]..] */
+  item *items;
+  size_t *pstart;   /* intents of partition p: items[pstart[p]..pstart[p+1]) */
+  size_t *touched;  /* scratch: reps met in the partition running [nreps] */
+  tt_txn *t0;       /* P == 1: THE transaction, opened to read the homes */
+  unsigned gen;
+  /* totals of the committed partitions */
+  uint64_t n_out[TT_OUT__COUNT], n_dup, n_conc;
+  int docs_changed;
+} batch;
+
+/* One partition's write transaction. */
+typedef struct {
+  batch *bt;
+  tt_server *s;
+  uint64_t now_ms;
+  tt_txn *t;
+  uint32_t p;
+  unsigned gen;
+  int fresh; /* T is batch.t0, where the home records were just read */
+  uint64_t seq0, seq; /* p's commit sequence: as read, as advanced */
+  uint64_t audit_seq;
+  uint32_t audit_n;
+  int audit_known;
+  int dirty, docs_changed;
+  uint64_t n_out[TT_OUT__COUNT], n_dup, n_conc;
+} part;
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -57,28 +157,14 @@ static int job_fail(tt_push_job *job, int status, json_t *body) {
   return 1;
 }
 
-/* ---- validation --------------------------------------------------------- */
+/* ---- step 1: the shape of each job, no store ---------------------------- */
 
-static int load_replica(tt_txn *t, const uint8_t id[TT_ID_LEN],
-                        tt_srv_replica *out) {
-  tt_bytes key = {id, TT_ID_LEN}, val;
-  int rc = tt_get(t, TT_TABLE_REPLICAS, key, &val);
-  if (rc == TETHER_ENOTFOUND) {
-    memset(out, 0, sizeof *out);
-    return 0;
-  }
-  if (rc)
-    return rc;
-  return tt_srv_replica_decode(val, out);
-}
-
-/* 0: JS holds a valid job, ready to apply. 1: JOB was answered with an
- * error and nothing may change for it. <0: a fatal error for the batch. */
-static int validate(batch *b, tt_push_job *job, jstate *js) {
-  static const uint8_t zero[TT_HASH_LEN];
+/* 0: JS holds a job fit to be checked against the store. 1: JOB was
+ * answered with an error and nothing may change for it. <0: fatal. */
+static int check_shape(tt_push_job *job, jstate *js) {
   const json_t *req = job->request, *v, *rep, *arr;
   char err[200], hex[2 * TT_HASH_LEN + 1];
-  size_t n, first_new;
+  size_t n;
   int rc;
 
   if (!json_is_object(req))
@@ -94,6 +180,7 @@ static int validate(batch *b, tt_push_job *job, jstate *js) {
     return job_fail(job, 400,
                     tt_srv_error("invalid", "replica: 32 hex characters "
                                             "expected"));
+  tt_hex_encode(js->replica, TT_ID_LEN, js->rephex);
   arr = json_object_get(req, "intents");
   if (!json_is_array(arr))
     return job_fail(job, 400,
@@ -159,58 +246,284 @@ static int validate(batch *b, tt_push_job *job, jstate *js) {
                                    (unsigned long long)in->seq,
                                    (unsigned long long)(in->seq - 1)));
   }
+  js->out = calloc(n, sizeof *js->out);
+  if (!js->out)
+    return TETHER_ENOMEM;
+  return 0;
+}
 
-  rc = load_replica(b->t, js->replica, &js->rec);
-  if (rc == TETHER_ECORRUPT)
-    return job_fail(job, 500,
-                    tt_srv_error("internal", "the replica's dedupe record "
-                                             "is corrupt"));
+/* ---- step 2: home records, gaps and chains ------------------------------ */
+
+static uint32_t id_hash(const uint8_t id[TT_ID_LEN]) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < TT_ID_LEN; i++)
+    h = (h ^ id[i]) * 16777619u;
+  return h;
+}
+
+/* Gives each valid job its replica's index in b->reps, and orders the
+ * replicas by home partition (b->rorder, b->hstart). */
+static int index_replicas(batch *b) {
+  size_t cap = 16, *slot = NULL;
+  int rc = 0;
+
+  while (cap < 2 * b->njobs)
+    cap *= 2;
+  slot = calloc(cap, sizeof *slot); /* rep index + 1; 0 = empty */
+  b->reps = calloc(b->njobs, sizeof *b->reps);
+  b->rorder = malloc(b->njobs * sizeof *b->rorder);
+  b->hstart = calloc(b->P + 1, sizeof *b->hstart);
+  b->touched = malloc(b->njobs * sizeof *b->touched);
+  if (!slot || !b->reps || !b->rorder || !b->hstart || !b->touched) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  for (size_t i = 0; i < b->njobs; i++) {
+    jstate *js = &b->js[i];
+    size_t h;
+    if (!js->valid)
+      continue;
+    for (h = id_hash(js->replica) & (cap - 1); slot[h];
+         h = (h + 1) & (cap - 1))
+      if (!memcmp(b->reps[slot[h] - 1].id, js->replica, TT_ID_LEN))
+        break;
+    if (!slot[h]) {
+      rstate *r = &b->reps[b->nreps];
+      memcpy(r->id, js->replica, TT_ID_LEN);
+      r->home = tt_server_home_of(r->id, b->P);
+      slot[h] = ++b->nreps;
+    }
+    js->rep = slot[h] - 1;
+  }
+  /* counting sort by home partition */
+  free(slot);
+  slot = calloc(b->P, sizeof *slot);
+  if (!slot) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  for (size_t r = 0; r < b->nreps; r++)
+    b->hstart[b->reps[r].home + 1]++;
+  for (unsigned p = 0; p < b->P; p++)
+    b->hstart[p + 1] += b->hstart[p];
+  for (size_t r = 0; r < b->nreps; r++) {
+    unsigned h = b->reps[r].home;
+    b->rorder[b->hstart[h] + slot[h]++] = r;
+  }
+out:
+  free(slot);
+  return rc;
+}
+
+/* Sorts KEYS and drops repeats, then prefetches them: a backend gains
+ * nothing from a key twice. */
+static int cmp_bytes(const void *a, const void *b) {
+  const tt_bytes *x = a, *y = b;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->data, y->data, n);
+  if (c)
+    return c;
+  return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static int prefetch_keys(tt_txn *t, tt_table tab, tt_bytes *keys, size_t n) {
+  size_t m = 0;
+  if (n == 0)
+    return 0;
+  qsort(keys, n, sizeof *keys, cmp_bytes);
+  for (size_t i = 0; i < n; i++)
+    if (m == 0 || cmp_bytes(&keys[m - 1], &keys[i]))
+      keys[m++] = keys[i];
+  return tt_prefetch(t, tab, keys, m);
+}
+
+static int read_home(tt_txn *t, rstate *r, tt_srv_replica *out, int *state) {
+  tt_bytes key = {r->id, TT_ID_LEN}, val;
+  int rc = tt_get(t, TT_TABLE_REPLICAS, key, &val);
+  memset(out, 0, sizeof *out);
+  if (rc == TETHER_ENOTFOUND) {
+    *state = HOME_ABSENT;
+    return 0;
+  }
   if (rc)
     return rc;
-  if (js->in[0].seq > js->rec.last_seq + 1) {
+  *state = tt_srv_replica_decode(val, out) ? HOME_CORRUPT : HOME_FOUND;
+  return 0;
+}
+
+/* Reads the home records of replicas rorder[from..to) in T. */
+static int read_homes_in(batch *b, tt_txn *t, size_t from, size_t to) {
+  int rc = 0;
+  if (b->s->st->ops->prefetch) {
+    tt_bytes *keys = malloc((to - from) * sizeof *keys);
+    if (!keys)
+      return TETHER_ENOMEM;
+    for (size_t i = from; i < to; i++) {
+      keys[i - from].data = b->reps[b->rorder[i]].id;
+      keys[i - from].len = TT_ID_LEN;
+    }
+    rc = prefetch_keys(t, TT_TABLE_REPLICAS, keys, to - from);
+    free(keys);
+  }
+  for (size_t i = from; i < to && !rc; i++) {
+    rstate *r = &b->reps[b->rorder[i]];
+    rc = read_home(t, r, &r->stored, &r->state);
+    r->rec = r->stored;
+  }
+  return rc;
+}
+
+static int read_homes(batch *b) {
+  tt_server *s = b->s;
+  int rc = 0;
+
+  if (b->P == 1) {
+    /* The one transaction of the whole group commit starts here, so the
+     * records read now are the ones it commits over. */
+    rc = tt_txn_begin(s->st, 0, 1, &b->t0);
+    if (!rc)
+      rc = read_homes_in(b, b->t0, 0, b->nreps);
+    return rc;
+  }
+  for (unsigned h = 0; h < b->P && !rc; h++) {
+    tt_txn *t = NULL;
+    if (b->hstart[h] == b->hstart[h + 1])
+      continue;
+    rc = tt_txn_begin(s->st, h, 0, &t);
+    if (!rc)
+      rc = read_homes_in(b, t, b->hstart[h], b->hstart[h + 1]);
+    tt_abort(t);
+  }
+  return rc;
+}
+
+/* 0: JS is valid and advanced its replica's chain head. 1: JOB was
+ * answered with an error. <0: fatal. */
+static int check_chain(batch *b, tt_push_job *job, jstate *js) {
+  static const uint8_t zero[TT_HASH_LEN];
+  rstate *r = &b->reps[js->rep];
+  const tt_intent *last = &js->in[js->n - 1];
+  size_t first_new;
+
+  if (r->state == HOME_CORRUPT)
+    return job_fail(job, 500,
+                    tt_srv_error("internal", "the replica's home record is "
+                                             "corrupt"));
+  if (js->in[0].seq > r->rec.last_seq + 1) {
     json_t *body = tt_srv_error(
         "gap", "first intent seq %llu, expected %llu",
         (unsigned long long)js->in[0].seq,
-        (unsigned long long)(js->rec.last_seq + 1));
+        (unsigned long long)(r->rec.last_seq + 1));
     if (body && json_object_set_new_nocheck(
                     body, "expected",
-                    json_integer((json_int_t)(js->rec.last_seq + 1)))) {
+                    json_integer((json_int_t)(r->rec.last_seq + 1)))) {
       json_decref(body);
       body = NULL;
     }
     return job_fail(job, 409, body);
   }
   /* in[0].seq <= last + 1 here, so this index is the first new intent (or
-   * n when every intent is a duplicate). */
-  first_new = (size_t)(js->rec.last_seq + 1 - js->in[0].seq);
-  if (first_new < n &&
+   * n when every intent is at or below the head). */
+  first_new = (size_t)(r->rec.last_seq + 1 - js->in[0].seq);
+  if (first_new < js->n &&
       memcmp(js->in[first_new].prev,
-             js->rec.last_seq ? js->rec.last_hash : zero, TT_HASH_LEN) != 0)
+             r->rec.last_seq ? r->rec.last_hash : zero, TT_HASH_LEN) != 0)
     return job_fail(job, 409,
                     tt_srv_error("chain",
                                  "intent seq %llu: prev is not the hash of "
                                  "the last applied intent (seq %llu)",
                                  (unsigned long long)js->in[first_new].seq,
-                                 (unsigned long long)js->rec.last_seq));
+                                 (unsigned long long)r->rec.last_seq));
+  if (last->seq > r->rec.last_seq) {
+    /* A rejected intent consumes its seq too: the chain goes on. */
+    r->rec.last_seq = last->seq;
+    memcpy(r->rec.last_hash, last->hash, TT_HASH_LEN);
+  }
+  js->acked = r->rec.last_seq;
+  js->needs_home = last->seq > r->stored.last_seq;
   return 0;
+}
+
+/* ---- step 3: intents by partition --------------------------------------- */
+
+static int group(batch *b) {
+  size_t n = 0, k = 0, *fill = NULL;
+  uint32_t *pof = NULL, *mark = NULL;
+  item *tmp = NULL;
+  int rc = 0;
+
+  for (size_t j = 0; j < b->njobs; j++)
+    if (b->js[j].valid)
+      n += b->js[j].n;
+  b->pstart = calloc(b->P + 1, sizeof *b->pstart);
+  tmp = malloc((n ? n : 1) * sizeof *tmp);
+  if (!b->pstart || !tmp) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  for (size_t j = 0; j < b->njobs; j++) {
+    jstate *js = &b->js[j];
+    if (!js->valid)
+      continue;
+    js->parts_left = b->P == 1;
+    for (size_t i = 0; i < js->n; i++, k++) {
+      tmp[k].job = (uint32_t)j;
+      tmp[k].idx = (uint32_t)i;
+    }
+  }
+  if (b->P == 1) {
+    b->pstart[1] = n;
+    b->items = tmp;
+    tmp = NULL;
+    goto out;
+  }
+  pof = malloc((n ? n : 1) * sizeof *pof);
+  mark = calloc(b->P, sizeof *mark); /* job + 1 last counted in p */
+  fill = calloc(b->P, sizeof *fill);
+  b->items = malloc((n ? n : 1) * sizeof *b->items);
+  if (!pof || !mark || !fill || !b->items) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  for (k = 0; k < n; k++) {
+    jstate *js = &b->js[tmp[k].job];
+    const tt_intent *in = &js->in[tmp[k].idx];
+    uint32_t p = (uint32_t)tt_server_partition_of(in->coll, in->id, b->P);
+    pof[k] = p;
+    b->pstart[p + 1]++;
+    if (mark[p] != tmp[k].job + 1) {
+      mark[p] = tmp[k].job + 1;
+      js->parts_left++;
+    }
+  }
+  for (unsigned p = 0; p < b->P; p++)
+    b->pstart[p + 1] += b->pstart[p];
+  for (k = 0; k < n; k++) /* stable: job order, then seq order */
+    b->items[b->pstart[pof[k]] + fill[pof[k]]++] = tmp[k];
+out:
+  free(tmp);
+  free(pof);
+  free(mark);
+  free(fill);
+  return rc;
 }
 
 /* ---- writing ------------------------------------------------------------ */
 
-static int put(batch *b, tt_table tab, const void *k, size_t kl,
-               const void *v, size_t vl) {
+static int put(part *b, tt_table tab, const void *k, size_t kl, const void *v,
+               size_t vl) {
   tt_bytes key = {k, kl}, val = {v, vl};
   b->dirty = 1;
   return tt_put(b->t, tab, key, val);
 }
 
-static int del(batch *b, tt_table tab, const void *k, size_t kl) {
+static int del(part *b, tt_table tab, const void *k, size_t kl) {
   tt_bytes key = {k, kl};
   b->dirty = 1;
   return tt_del(b->t, tab, key);
 }
 
-static int put_json(batch *b, tt_table tab, const void *k, size_t kl,
+static int put_json(part *b, tt_table tab, const void *k, size_t kl,
                     const json_t *v) {
   char *buf = NULL;
   size_t len = 0;
@@ -224,27 +537,36 @@ static int put_json(batch *b, tt_table tab, const void *k, size_t kl,
 typedef struct {
   uint8_t replica[TT_ID_LEN];
   uint64_t below;
+  uint32_t p;
+  int filter; /* several partitions: skip records of other partitions */
   uint64_t seqs[PRUNE_CHUNK];
   size_t n;
+  uint64_t next; /* where the next chunk's scan starts */
 } prune_scan;
 
 static int prune_cb(void *ctx, tt_bytes key, tt_bytes val) {
   prune_scan *ps = ctx;
+  uint32_t p;
   uint64_t sq;
-  (void)val;
   if (key.len != TT_ID_LEN + 8 ||
       memcmp(key.data, ps->replica, TT_ID_LEN) != 0)
     return 1;
   sq = tt_be64_get((const uint8_t *)key.data + TT_ID_LEN);
   if (sq >= ps->below || ps->n == PRUNE_CHUNK)
     return 1;
+  ps->next = sq + 1;
+  /* On a store whose transactions see every partition (LMDB), records of
+   * other partitions show up here; they are theirs to prune. */
+  if (ps->filter && (tt_srv_outcome_partition(val, &p) || p != ps->p))
+    return 0;
   ps->seqs[ps->n++] = sq;
   return 0;
 }
 
 /* A replica pushing from seq S has durably taken every outcome below S, so
- * those records can go: the outcome table stays O(one push) per replica. */
-static int prune_outcomes(batch *b, const uint8_t replica[TT_ID_LEN],
+ * this partition's records of those can go: the outcome table stays
+ * O(one push) per replica and partition. */
+static int prune_outcomes(part *b, const uint8_t replica[TT_ID_LEN],
                           uint64_t below) {
   prune_scan *ps = malloc(sizeof *ps);
   uint8_t k[TT_ID_LEN + 8];
@@ -254,10 +576,13 @@ static int prune_outcomes(batch *b, const uint8_t replica[TT_ID_LEN],
     return TETHER_ENOMEM;
   memcpy(ps->replica, replica, TT_ID_LEN);
   ps->below = below;
+  ps->p = b->p;
+  ps->filter = b->s->nparts > 1;
+  ps->next = 0;
   do {
     tt_bytes from = {k, sizeof k};
     ps->n = 0;
-    tt_srv_outcome_key(k, replica, 0);
+    tt_srv_outcome_key(k, replica, ps->next);
     rc = tt_scan(b->t, TT_TABLE_OUTCOMES, from, prune_cb, ps);
     if (rc < 0)
       goto out;
@@ -272,7 +597,8 @@ out:
   return rc;
 }
 
-static int duplicate(batch *b, jstate *js, const tt_intent *in) {
+static int duplicate(part *b, jstate *js, size_t idx) {
+  const tt_intent *in = &js->in[idx];
   uint8_t k[TT_ID_LEN + 8];
   tt_bytes key = {k, sizeof k}, val;
   tt_srv_outcome o;
@@ -293,14 +619,16 @@ static int duplicate(batch *b, jstate *js, const tt_intent *in) {
                   "duplicate", "duplicate", 1);
   }
   json_decref(conflict);
-  if (!j || json_array_append_new(js->outcomes, j))
+  if (!j)
     return TETHER_ENOMEM;
+  json_decref(js->out[idx]);
+  js->out[idx] = j;
   return 0;
 }
 
 /* A resolve op may only settle an open conflict on the same coll/id/field.
  * On success rec[i] holds the conflict record of op i (others NULL). */
-static int check_resolves(batch *b, const tt_intent *in, json_t **rec,
+static int check_resolves(part *b, const tt_intent *in, json_t **rec,
                           int *ok) {
   *ok = 1;
   for (size_t i = 0; i < in->nops; i++) {
@@ -344,7 +672,7 @@ static int check_resolves(batch *b, const tt_intent *in, json_t **rec,
   return 0;
 }
 
-static int put_conflict(batch *b, const tt_intent *in, const char *rephex,
+static int put_conflict(part *b, const tt_intent *in, const char *rephex,
                         uint32_t p, uint64_t commit, const tt_conflict *c) {
   json_t *r = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "v", 1,
                         "coll", in->coll, "id", in->id, "field",
@@ -369,7 +697,7 @@ static int put_conflict(batch *b, const tt_intent *in, const char *rephex,
   return rc;
 }
 
-static int mark_resolved(batch *b, const tt_op *op, json_t *rec,
+static int mark_resolved(part *b, const tt_op *op, json_t *rec,
                          const char *rephex, uint64_t seq, uint64_t commit) {
   if (json_object_set_new_nocheck(rec, "state", json_string("resolved")) ||
       json_object_set_new_nocheck(rec, "resolved_by", json_string(rephex)) ||
@@ -457,17 +785,50 @@ static void find_concurrent(const tt_doc *old, const tt_intent *in,
   }
 }
 
-static int audit_put(batch *b, uint32_t p, const json_t *entry) {
+/* Audit keys are (p, seq, n): entries written by intents that changed
+ * nothing share the partition's current seq, so n tells them apart. At a
+ * seq first reached in this transaction n starts at 0 (nothing can be
+ * stored there yet); at the seq the transaction started from, entries of
+ * earlier commits may exist, and the next n is found in the store. */
+typedef struct {
+  uint8_t prefix[12];
+  uint32_t next;
+} audit_scan;
+
+static int audit_cb(void *ctx, tt_bytes key, tt_bytes val) {
+  audit_scan *a = ctx;
+  (void)val;
+  if (key.len != 16 || memcmp(key.data, a->prefix, 12) != 0)
+    return 1;
+  a->next = tt_be32_get((const uint8_t *)key.data + 12) + 1;
+  return 0;
+}
+
+static int audit_put(part *b, uint32_t p, const json_t *entry) {
   uint8_t k[16];
-  if (b->audit_seq[p] != b->seq[p]) {
-    b->audit_seq[p] = b->seq[p];
-    b->audit_n[p] = 0;
+  if (!b->audit_known || b->audit_seq != b->seq) {
+    b->audit_seq = b->seq;
+    b->audit_n = 0;
+    b->audit_known = 1;
+    if (b->seq == b->seq0) {
+      audit_scan a = {.next = 0};
+      tt_bytes from = {k, sizeof k};
+      int rc;
+      tt_srv_audit_key(k, p, b->seq, 0);
+      memcpy(a.prefix, k, 12);
+      rc = tt_scan(b->t, TT_TABLE_AUDIT, from, audit_cb, &a);
+      if (rc < 0) {
+        b->audit_known = 0;
+        return rc;
+      }
+      b->audit_n = a.next;
+    }
   }
-  tt_srv_audit_key(k, p, b->seq[p], b->audit_n[p]++);
+  tt_srv_audit_key(k, p, b->seq, b->audit_n++);
   return put_json(b, TT_TABLE_AUDIT, k, sizeof k, entry);
 }
 
-static int audit(batch *b, const tt_intent *in, const char *rephex,
+static int audit(part *b, const tt_intent *in, const char *rephex,
                  uint32_t p, tt_bytes old_bytes, const tt_doc *now,
                  const tt_merge_result *res, uint64_t commit) {
   tt_doc old = {0};
@@ -524,12 +885,13 @@ static int audit(batch *b, const tt_intent *in, const char *rephex,
 
 /* ---- one new intent ----------------------------------------------------- */
 
-static int apply_intent(batch *b, jstate *js, const tt_intent *in,
-                        const char *rephex) {
+static int apply_intent(part *b, jstate *js, size_t idx) {
   tt_server *s = b->s;
+  const tt_intent *in = &js->in[idx];
+  const char *rephex = js->rephex;
   char dk[TT_SRV_DOCKEY_MAX];
   size_t dkl = tt_srv_doc_key(dk, in->coll, in->id);
-  uint32_t p = tt_server_partition_of(in->coll, in->id, s->nparts);
+  uint32_t p = b->p;
   tt_bytes key = {dk, dkl}, old = {NULL, 0};
   tt_doc doc = {0};
   tt_merge_result res = {0};
@@ -579,12 +941,12 @@ static int apply_intent(batch *b, jstate *js, const tt_intent *in,
                        TT_PLANTED("lww-ignores-clamp")
                            ? in->hlc
                            : tt_hlc_clamp(in->hlc, b->now_ms, s->max_skew_ms),
-                       b->seq[p] + 1, s->pol, &res);
+                       b->seq + 1, s->pol, &res);
   if (rc)
     goto out;
   if (res.changed)
-    b->seq[p]++;
-  commit = res.changed ? b->seq[p] : prev_version;
+    b->seq++;
+  commit = res.changed ? b->seq : prev_version;
 
   /* The old document bytes are still valid: nothing was written since the
    * get. Audit first, before any put. */
@@ -612,7 +974,7 @@ static int apply_intent(batch *b, jstate *js, const tt_intent *in,
       if (rc)
         goto out;
     }
-    tt_srv_change_key(ck, p, b->seq[p]);
+    tt_srv_change_key(ck, p, b->seq);
     rc = put(b, TT_TABLE_CHANGES, ck, sizeof ck, dk, dkl);
     if (rc)
       goto out;
@@ -664,10 +1026,12 @@ outcome:
   if (rc)
     goto out;
   oj = tt_srv_outcome_json(&o, 0);
-  if (!oj || json_array_append_new(js->outcomes, oj)) {
+  if (!oj) {
     rc = TETHER_ENOMEM;
     goto out;
   }
+  json_decref(js->out[idx]);
+  js->out[idx] = oj;
 out:
   if (resolves) {
     for (size_t i = 0; i < in->nops; i++)
@@ -681,60 +1045,401 @@ out:
   return rc;
 }
 
-static int apply_job(batch *b, jstate *js) {
-  char rephex[2 * TT_ID_LEN + 1];
-  uint64_t before = js->rec.last_seq;
+/* ---- step 3: one partition's transaction -------------------------------- */
+
+/* Loads R's dedupe state for the partition of B. */
+static int load_dedupe(part *b, rstate *r) {
+  int rc = 0;
+  r->dd_bad = 0;
+  r->dd = 0;
+  if (b->s->nparts == 1) {
+    /* The home record is the dedupe record (server_int.h). */
+    tt_srv_replica h;
+    int state;
+    if (b->fresh) {
+      r->dd = r->stored.last_seq;
+    } else {
+      rc = read_home(b->t, r, &h, &state);
+      r->dd = h.last_seq;
+      r->dd_bad = state == HOME_CORRUPT;
+    }
+  } else {
+    uint8_t k[TT_SRV_DEDUPE_KEY_LEN];
+    tt_bytes key = {k, sizeof k}, val;
+    tt_srv_dedupe_key(k, r->id, b->p);
+    rc = tt_get(b->t, TT_TABLE_REPLICAS, key, &val);
+    if (rc == TETHER_ENOTFOUND)
+      rc = 0;
+    else if (!rc)
+      r->dd_bad = tt_srv_dedupe_decode(val, &r->dd) != 0;
+  }
+  r->dd0 = r->dd;
+  return rc;
+}
+
+/* Moves R's home record up to r->rec (never down: another server may have
+ * moved it further). */
+static int update_home(part *b, rstate *r) {
+  tt_srv_replica cur;
+  uint8_t rb[TT_SRV_REPLICA_LEN];
+  int state, rc;
+
+  if (b->fresh) {
+    cur = r->stored;
+    state = r->state;
+  } else {
+    rc = read_home(b->t, r, &cur, &state);
+    if (rc)
+      return rc;
+  }
+  if (state == HOME_CORRUPT)
+    return TETHER_ECORRUPT;
+  if (state == HOME_FOUND && cur.last_seq >= r->rec.last_seq)
+    return 0;
+  tt_srv_replica_encode(&r->rec, rb);
+  return put(b, TT_TABLE_REPLICAS, r->id, TT_ID_LEN, rb, sizeof rb);
+}
+
+/* Tells a backend that fetches remotely every key this transaction will
+ * read, so that it costs round trips per partition, not per intent. */
+static int prefetch_part(part *b, const item *it, size_t n,
+                         const size_t *homes, size_t nh) {
+  batch *bt = b->bt;
+  size_t arena = 0, nk = 0, ak = 0;
+  uint8_t *mem = NULL, *w;
+  tt_bytes *keys = NULL;
+  uint8_t sk[TT_SRV_SEQ_KEY_LEN];
+  tt_bytes seqk = {sk, sizeof sk};
   int rc;
 
-  tt_hex_encode(js->replica, TT_ID_LEN, rephex);
-  js->outcomes = json_array();
-  if (!js->outcomes)
-    return TETHER_ENOMEM;
-  rc = prune_outcomes(b, js->replica, js->in[0].seq);
-  for (size_t i = 0; i < js->n && !rc; i++) {
-    const tt_intent *in = &js->in[i];
-    if (in->seq <= js->rec.last_seq && !TT_PLANTED("skip-dedupe")) {
-      rc = duplicate(b, js, in);
+  tt_srv_seq_key(sk, b->p);
+  rc = tt_prefetch(b->t, TT_TABLE_META, &seqk, 1);
+  if (rc)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    const tt_intent *in = &bt->js[it[i].job].in[it[i].idx];
+    arena += strlen(in->coll) + 1 + strlen(in->id) + TT_ID_LEN + 8 +
+             TT_SRV_DEDUPE_KEY_LEN;
+    for (size_t o = 0; o < in->nops; o++)
+      nk += in->ops[o].kind == TT_OP_RESOLVE && in->ops[o].conflict;
+  }
+  nk += n + nh + 1;
+  mem = malloc(arena + 1);
+  keys = malloc(nk * sizeof *keys);
+  if (!mem || !keys) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  /* documents */
+  w = mem;
+  ak = 0;
+  for (size_t i = 0; i < n; i++) {
+    const tt_intent *in = &bt->js[it[i].job].in[it[i].idx];
+    keys[ak].data = w;
+    keys[ak++].len = tt_srv_doc_key((char *)w, in->coll, in->id);
+    w += keys[ak - 1].len;
+  }
+  if ((rc = prefetch_keys(b->t, TT_TABLE_DOCS, keys, ak)))
+    goto out;
+  /* outcomes (a duplicate's answer) */
+  ak = 0;
+  for (size_t i = 0; i < n; i++) {
+    const jstate *js = &bt->js[it[i].job];
+    tt_srv_outcome_key(w, js->replica, js->in[it[i].idx].seq);
+    keys[ak].data = w;
+    keys[ak++].len = TT_ID_LEN + 8;
+    w += TT_ID_LEN + 8;
+  }
+  if ((rc = prefetch_keys(b->t, TT_TABLE_OUTCOMES, keys, ak)))
+    goto out;
+  /* dedupe records (one partition: the home records) and home records */
+  ak = 0;
+  for (size_t i = 0; i < n; i++) {
+    const jstate *js = &bt->js[it[i].job];
+    if (bt->P == 1) {
+      keys[ak].data = js->replica;
+      keys[ak++].len = TT_ID_LEN;
+    } else {
+      tt_srv_dedupe_key(w, js->replica, b->p);
+      keys[ak].data = w;
+      keys[ak++].len = TT_SRV_DEDUPE_KEY_LEN;
+      w += TT_SRV_DEDUPE_KEY_LEN;
+    }
+  }
+  for (size_t i = 0; i < nh; i++)
+    if (bt->reps[homes[i]].home_write) {
+      keys[ak].data = bt->reps[homes[i]].id;
+      keys[ak++].len = TT_ID_LEN;
+    }
+  if ((rc = prefetch_keys(b->t, TT_TABLE_REPLICAS, keys, ak)))
+    goto out;
+  /* conflicts a resolve settles */
+  ak = 0;
+  for (size_t i = 0; i < n; i++) {
+    const tt_intent *in = &bt->js[it[i].job].in[it[i].idx];
+    for (size_t o = 0; o < in->nops; o++)
+      if (in->ops[o].kind == TT_OP_RESOLVE && in->ops[o].conflict) {
+        keys[ak].data = in->ops[o].conflict;
+        keys[ak++].len = strlen(in->ops[o].conflict);
+      }
+  }
+  rc = prefetch_keys(b->t, TT_TABLE_CONFLICTS, keys, ak);
+out:
+  free(mem);
+  free(keys);
+  return rc;
+}
+
+static json_t *ok_body(const jstate *js) {
+  json_t *j = json_object(), *arr = json_array();
+  int bad = !j || !arr;
+  for (size_t i = 0; i < js->n && !bad; i++)
+    if (js->out[i])
+      bad = json_array_append(arr, js->out[i]);
+  if (bad || json_object_set_new_nocheck(j, "v", json_integer(1)) ||
+      json_object_set_new_nocheck(j, "acked",
+                                  json_integer((json_int_t)js->acked)) ||
+      json_object_set_nocheck(j, "outcomes", arr)) {
+    json_decref(j);
+    j = NULL;
+  }
+  json_decref(arr);
+  return j;
+}
+
+/* The planted bug "ack-before-commit": every valid job answered 200 now,
+ * with whatever outcomes are known. */
+static void answer_early(batch *b) {
+  for (size_t i = 0; i < b->njobs; i++) {
+    jstate *js = &b->js[i];
+    if (!js->valid || b->jobs[i].status)
+      continue;
+    b->jobs[i].response = ok_body(js);
+    if (b->jobs[i].response) {
+      b->jobs[i].status = 200;
+      js->early = 1;
+    }
+  }
+}
+
+static void drop_outcomes(batch *b, const item *it, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    jstate *js = &b->js[it[i].job];
+    json_decref(js->out[it[i].idx]);
+    js->out[it[i].idx] = NULL;
+  }
+}
+
+/* One try of partition P's transaction: the intents IT[0..N) and the home
+ * records of replicas HOMES[0..NH) (those of them that moved). Returns 0
+ * once committed (or when there was nothing to write), TETHER_ERETRY when
+ * raced, TETHER_EUNAVAILABLE on a simulated crash, or another error. */
+static int part_try(batch *bt, uint32_t p, const item *it, size_t n,
+                    const size_t *homes, size_t nh) {
+  part pc = {.bt = bt, .s = bt->s, .now_ms = bt->now_ms, .p = p};
+  part *b = &pc;
+  size_t ntouched = 0;
+  int rc;
+
+  pc.gen = ++bt->gen;
+  if (bt->t0) {
+    pc.t = bt->t0; /* P == 1, first try: the homes were read in it */
+    bt->t0 = NULL;
+    pc.fresh = 1;
+  } else {
+    rc = tt_txn_begin(bt->s->st, p, 1, &pc.t);
+    if (rc)
+      return rc;
+  }
+  if (bt->s->st->ops->prefetch && (rc = prefetch_part(b, it, n, homes, nh)))
+    goto out;
+  rc = tt_srv_load_seq(pc.t, p, &pc.seq0);
+  if (rc)
+    goto out;
+  pc.seq = pc.seq0;
+
+  for (size_t k = 0; k < n; k++) {
+    jstate *js = &bt->js[it[k].job];
+    rstate *r = &bt->reps[js->rep];
+    const tt_intent *in = &js->in[it[k].idx];
+
+    if (js->corrupt)
+      continue;
+    if (r->gen != pc.gen) {
+      r->gen = pc.gen;
+      bt->touched[ntouched++] = js->rep;
+      if ((rc = load_dedupe(b, r)))
+        goto out;
+    }
+    if (r->dd_bad) {
+      js->corrupt = 1;
+      r->bad = 1;
       continue;
     }
-    rc = apply_intent(b, js, in, rephex);
+    if (js->gen != pc.gen) {
+      js->gen = pc.gen;
+      if ((rc = prune_outcomes(b, js->replica, js->in[0].seq)))
+        goto out;
+    }
+    if (in->seq <= r->dd && !TT_PLANTED("skip-dedupe")) {
+      rc = duplicate(b, js, it[k].idx);
+    } else {
+      rc = apply_intent(b, js, it[k].idx);
+      if (in->seq > r->dd)
+        r->dd = in->seq;
+    }
     if (rc)
-      break;
-    /* A rejected intent consumes its seq too: the outbox moves on. */
-    js->rec.last_seq = in->seq;
-    memcpy(js->rec.last_hash, in->hash, TT_HASH_LEN);
+      goto out;
   }
-  if (!rc && js->rec.last_seq != before) {
-    uint8_t rb[TT_SRV_REPLICA_LEN];
-    tt_srv_replica_encode(&js->rec, rb);
-    rc = put(b, TT_TABLE_REPLICAS, js->replica, TT_ID_LEN, rb, sizeof rb);
+  if (bt->P > 1)
+    for (size_t i = 0; i < ntouched; i++) {
+      rstate *r = &bt->reps[bt->touched[i]];
+      uint8_t k[TT_SRV_DEDUPE_KEY_LEN], v[TT_SRV_DEDUPE_LEN];
+      if (r->dd == r->dd0 || r->dd_bad)
+        continue;
+      tt_srv_dedupe_key(k, r->id, p);
+      tt_srv_dedupe_encode(r->dd, v);
+      if ((rc = put(b, TT_TABLE_REPLICAS, k, sizeof k, v, sizeof v)))
+        goto out;
+    }
+  for (size_t i = 0; i < nh; i++) {
+    rstate *r = &bt->reps[homes[i]];
+    if (r->home_write && !r->bad && (rc = update_home(b, r)))
+      goto out;
+  }
+
+  if (pc.dirty) {
+    /* Always written, changed or not: on an optimistic backend the
+     * sequence key (read above) is what makes two writers of p collide. */
+    rc = tt_srv_store_seq(pc.t, p, pc.seq);
+    if (rc)
+      goto out;
+    if (TT_PLANTED("ack-before-commit"))
+      answer_early(bt);
+    if (bt->s->fault && bt->s->fault(bt->s->fault_ctx, "push:before-commit")) {
+      rc = TETHER_EUNAVAILABLE;
+      goto out;
+    }
+    rc = tt_commit(pc.t);
+    pc.t = NULL;
+    if (rc)
+      goto out;
+  }
+  /* Committed, or nothing to commit: this partition is done. */
+  for (size_t k = 0; k < n; k++) {
+    jstate *js = &bt->js[it[k].job];
+    if (js->mark != pc.gen) {
+      js->mark = pc.gen;
+      js->parts_left--;
+    }
+  }
+  for (size_t i = 0; i < nh; i++)
+    if (!bt->reps[homes[i]].bad)
+      bt->reps[homes[i]].home_done = 1;
+  for (int i = 0; i < TT_OUT__COUNT; i++)
+    bt->n_out[i] += pc.n_out[i];
+  bt->n_dup += pc.n_dup;
+  bt->n_conc += pc.n_conc;
+  bt->docs_changed |= pc.docs_changed;
+  /* Durable, but the process dies before the answers leave: the caller
+   * drops them (the simulation logs them as applied). */
+  if (pc.dirty && bt->s->fault &&
+      bt->s->fault(bt->s->fault_ctx, "push:after-commit"))
+    rc = TETHER_EUNAVAILABLE;
+out:
+  tt_abort(pc.t);
+  return rc;
+}
+
+static int run_part(batch *b, uint32_t p) {
+  const item *it = b->items + b->pstart[p];
+  size_t n = b->pstart[p + 1] - b->pstart[p];
+  const size_t *homes = b->rorder + b->hstart[p];
+  size_t nh = b->hstart[p + 1] - b->hstart[p];
+  int rc;
+
+  for (int tries = 1;; tries++) {
+    rc = part_try(b, p, it, n, homes, nh);
+    if (rc != TETHER_ERETRY || tries == TT_SRV_MAX_TRIES)
+      return rc;
+    /* Another server moved a key this transaction read: redo it all from
+     * what the store holds now. */
+    drop_outcomes(b, it, n);
+    for (size_t k = 0; k < n; k++) {
+      b->js[it[k].job].corrupt = 0;
+      b->reps[b->js[it[k].job].rep].bad = 0;
+    }
+  }
+}
+
+static int run_all(batch *b) {
+  int rc = 0;
+  /* Partitions holding intents, each with the home records living there;
+   * then the home records of partitions that held no intent. */
+  for (uint32_t p = 0; p < b->P && !rc; p++)
+    if (b->pstart[p + 1] > b->pstart[p])
+      rc = run_part(b, p);
+  for (uint32_t p = 0; p < b->P && !rc; p++) {
+    int moved = 0;
+    if (b->pstart[p + 1] > b->pstart[p])
+      continue;
+    for (size_t i = b->hstart[p]; i < b->hstart[p + 1]; i++)
+      moved |= b->reps[b->rorder[i]].home_write;
+    if (moved)
+      rc = run_part(b, p);
   }
   return rc;
 }
 
-static json_t *ok_body(jstate *js) {
-  json_t *j = json_object();
-  if (!j || json_object_set_new_nocheck(j, "v", json_integer(1)) ||
-      json_object_set_new_nocheck(j, "acked",
-                                  json_integer((json_int_t)js->rec.last_seq)) ||
-      json_object_set_nocheck(j, "outcomes", js->outcomes)) {
-    json_decref(j);
-    return NULL;
-  }
-  return j;
-}
+/* ---- step 4: answers ---------------------------------------------------- */
 
-/* Fills the 200 answer of every job not already answered. */
-static void answer_ok(tt_push_job *jobs, jstate *js, size_t njobs) {
-  for (size_t i = 0; i < njobs; i++) {
-    if (jobs[i].status)
-      continue;
-    jobs[i].response = ok_body(&js[i]);
-    /* Committed but the answer cannot be built: the replica retries and
-     * gets duplicates with the same outcomes. */
-    jobs[i].status = jobs[i].response ? 200 : 503;
-    if (!jobs[i].response)
-      jobs[i].response = tt_srv_error("unavailable", "out of memory");
+static void answer(batch *b, int rc) {
+  for (size_t i = 0; i < b->njobs; i++) {
+    jstate *js = &b->js[i];
+    tt_push_job *job = &b->jobs[i];
+    json_t *body;
+    int status;
+
+    if (!js->valid && job->status)
+      continue; /* answered by its checks */
+    if (!js->valid) {
+      /* never reached: the batch stopped before (out of memory) */
+      status = 503;
+      body = tt_srv_error("unavailable", "commit failed (%s); this push "
+                                         "was not acknowledged",
+                          tether_err_name(rc ? rc : TETHER_ENOMEM));
+    } else if (js->corrupt) {
+      status = 500;
+      body = tt_srv_error("internal", "a dedupe record of the replica is "
+                                      "corrupt");
+    } else if (js->parts_left == 0 &&
+               (!js->needs_home || b->reps[js->rep].home_done)) {
+      status = 200;
+      body = ok_body(js);
+      /* Committed but the answer cannot be built: the replica retries and
+       * gets duplicates with the same outcomes. */
+      if (!body) {
+        status = 503;
+        body = tt_srv_error("unavailable", "out of memory");
+      }
+    } else if (js->early) {
+      continue; /* the planted bug keeps its premature answer */
+    } else if (rc == TETHER_EFULL) {
+      status = 507;
+      body = tt_srv_error("full", "the store is full; this push was not "
+                                  "acknowledged");
+    } else {
+      /* rc == 0 here only when the replica's home record could not move
+       * (a dedupe record of it is corrupt) */
+      status = 503;
+      body = tt_srv_error("unavailable",
+                          "commit failed (%s); this push was not "
+                          "acknowledged",
+                          tether_err_name(rc ? rc : TETHER_ECORRUPT));
+    }
+    json_decref(job->response);
+    job->status = status;
+    job->response = body;
   }
 }
 
@@ -744,14 +1449,17 @@ static void jstate_clear(jstate *js) {
       tt_intent_clear(&js->in[i]);
     free(js->in);
   }
-  json_decref(js->outcomes);
+  if (js->out) {
+    for (size_t i = 0; i < js->n; i++)
+      json_decref(js->out[i]);
+    free(js->out);
+  }
   memset(js, 0, sizeof *js);
 }
 
 int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
                    uint64_t now_ms) {
-  batch b = {0};
-  jstate *js = NULL;
+  batch b = {.s = s, .now_ms = now_ms, .jobs = jobs, .njobs = njobs};
   size_t nbad = 0;
   int rc = 0;
 
@@ -759,79 +1467,65 @@ int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
     return TETHER_EINVAL;
   if (njobs == 0)
     return 0;
+  b.P = s->nparts;
   for (size_t i = 0; i < njobs; i++) {
     jobs[i].status = 0;
     jobs[i].response = NULL;
   }
-  if (s->stale) {
-    rc = tt_srv_reload(s);
-    if (rc)
-      goto fail;
-  }
-  js = calloc(njobs, sizeof *js);
-  b.seq = malloc(s->nparts * sizeof *b.seq);
-  b.audit_seq = malloc(s->nparts * sizeof *b.audit_seq);
-  b.audit_n = malloc(s->nparts * sizeof *b.audit_n);
-  if (!js || !b.seq || !b.audit_seq || !b.audit_n) {
+  b.js = calloc(njobs, sizeof *b.js);
+  if (!b.js) {
     rc = TETHER_ENOMEM;
-    goto fail;
+    for (size_t i = 0; i < njobs; i++) {
+      jobs[i].status = 503;
+      jobs[i].response = tt_srv_error("unavailable", "out of memory");
+    }
+    goto out;
   }
-  memcpy(b.seq, s->seq, s->nparts * sizeof *b.seq);
-  memcpy(b.audit_seq, s->audit_seq, s->nparts * sizeof *b.audit_seq);
-  memcpy(b.audit_n, s->audit_n, s->nparts * sizeof *b.audit_n);
-  b.s = s;
-  b.now_ms = now_ms;
 
-  /* ONE write transaction for the whole group commit: the LMDB backend's
-   * transactions span all partitions, so "partition 0" stands for all.
-   * A Redis backend maps each partition to one hash slot and needs one
-   * transaction per partition touched (jobs split by partition, one
-   * MULTI/EXEC each) — a later issue. */
-  rc = tt_txn_begin(s->st, 0, 1, &b.t);
-  if (rc)
-    goto fail;
-
-  for (size_t i = 0; i < njobs; i++) {
-    rc = validate(&b, &jobs[i], &js[i]);
+  /* 1. shapes */
+  for (size_t i = 0; i < njobs && !rc; i++) {
+    rc = check_shape(&jobs[i], &b.js[i]);
     if (rc == 1) {
       nbad++;
-      jstate_clear(&js[i]);
+      jstate_clear(&b.js[i]);
       rc = 0;
+    } else if (!rc) {
+      b.js[i].valid = 1;
+      b.js[i].parts_left = 1; /* not grouped yet */
+    }
+  }
+  if (!rc)
+    rc = index_replicas(&b);
+  if (rc || b.nreps == 0)
+    goto done;
+
+  /* 2. homes, gaps, chains */
+  rc = read_homes(&b);
+  for (size_t i = 0; i < njobs && !rc; i++) {
+    if (!b.js[i].valid)
       continue;
+    rc = check_chain(&b, &jobs[i], &b.js[i]);
+    if (rc == 1) {
+      nbad++;
+      b.js[i].valid = 0;
+      rc = 0;
     }
-    if (rc)
-      goto fail;
-    rc = apply_job(&b, &js[i]);
-    if (rc)
-      goto fail;
   }
+  if (rc)
+    goto done;
+  for (size_t r = 0; r < b.nreps; r++)
+    b.reps[r].home_write = b.reps[r].rec.last_seq > b.reps[r].stored.last_seq;
 
-  if (b.dirty) {
-    for (unsigned p = 0; p < s->nparts && !rc; p++)
-      if (b.seq[p] != s->seq[p])
-        rc = tt_srv_store_seq(b.t, p, b.seq[p]);
-    if (rc)
-      goto fail;
-    if (TT_PLANTED("ack-before-commit"))
-      answer_ok(jobs, js, njobs);
-    if (s->fault && s->fault(s->fault_ctx, "push:before-commit")) {
-      rc = TETHER_EUNAVAILABLE;
-      goto fail;
-    }
-    rc = tt_commit(b.t);
-    b.t = NULL;
-    if (rc)
-      goto fail;
-  } else {
-    tt_abort(b.t); /* all duplicates or all refused: nothing to make durable */
-    b.t = NULL;
-  }
+  /* 3. one transaction per partition */
+  rc = group(&b);
+  if (!rc)
+    rc = run_all(&b);
 
-  /* Durable: publish the caches, then acknowledge. */
-  memcpy(s->seq, b.seq, s->nparts * sizeof *b.seq);
-  memcpy(s->audit_seq, b.audit_seq, s->nparts * sizeof *b.audit_seq);
-  memcpy(s->audit_n, b.audit_n, s->nparts * sizeof *b.audit_n);
-  answer_ok(jobs, js, njobs);
+done:
+  tt_abort(b.t0); /* P == 1 and stopped before the partition ran */
+  b.t0 = NULL;
+  /* 4. answers */
+  answer(&b, rc);
   atomic_fetch_add_explicit(&s->applied, b.n_out[TT_OUT_APPLIED],
                             memory_order_relaxed);
   atomic_fetch_add_explicit(&s->merged, b.n_out[TT_OUT_MERGED],
@@ -845,41 +1539,17 @@ int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
   atomic_fetch_add_explicit(&s->bad_requests, nbad, memory_order_relaxed);
   if (b.docs_changed)
     atomic_fetch_add_explicit(&s->commits, 1, memory_order_release);
-  /* Durable and answered, but the process dies before the answers leave:
-   * the caller must drop them (the simulation logs them as applied). */
-  if (b.dirty && s->fault && s->fault(s->fault_ctx, "push:after-commit"))
-    rc = TETHER_EUNAVAILABLE;
-  goto out;
-
-fail:
-  tt_abort(b.t);
-  b.t = NULL;
-  for (size_t i = 0; i < njobs; i++) {
-    if (TT_PLANTED("ack-before-commit") && jobs[i].status == 200)
-      continue;
-    json_decref(jobs[i].response);
-    if (rc == TETHER_EFULL) {
-      jobs[i].status = 507;
-      jobs[i].response =
-          tt_srv_error("full", "the store is full; nothing was applied");
-    } else {
-      jobs[i].status = 503;
-      jobs[i].response = tt_srv_error(
-          "unavailable", "commit failed (%s); nothing was acknowledged",
-          tether_err_name(rc));
-    }
-  }
-  /* The store may have moved under the caches (or the working copies went
-   * half-way): read them again before the next push. */
-  tt_srv_reload(s);
 out:
   atomic_fetch_add_explicit(&s->pushes, njobs, memory_order_relaxed);
-  if (js)
+  if (b.js)
     for (size_t i = 0; i < njobs; i++)
-      jstate_clear(&js[i]);
-  free(js);
-  free(b.seq);
-  free(b.audit_seq);
-  free(b.audit_n);
+      jstate_clear(&b.js[i]);
+  free(b.js);
+  free(b.reps);
+  free(b.rorder);
+  free(b.hstart);
+  free(b.touched);
+  free(b.items);
+  free(b.pstart);
   return rc;
 }

@@ -1,9 +1,10 @@
 /* records.c — the server's stored keys and records.
  *
- * Hot records (replica dedupe, outcome) are small fixed binary layouts so a
- * push does not pay for JSON per intent; rare ones (conflicts, audit) are
- * compact JSON so an operator can read them. Every decoder distrusts its
- * input: a malformed record is TETHER_ECORRUPT, never a crash. */
+ * Hot records (replica home and dedupe records, outcomes) are small fixed
+ * binary layouts so a push does not pay for JSON per intent; rare ones
+ * (conflicts, audit) are compact JSON so an operator can read them. Every
+ * decoder distrusts its input: a malformed record is TETHER_ECORRUPT, never
+ * a crash. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 
 #define OUTCOME_FORMAT 1u
 #define REPLICA_FORMAT 1u
+#define DEDUPE_FORMAT 1u
 /* format, kind, be32 p, be64 commit, u8 rule length, be16 reason length */
 #define OUTCOME_FIXED (1 + 1 + 4 + 8 + 1 + 2)
 
@@ -29,6 +31,15 @@ unsigned tt_server_partition_of(const char *coll, const char *id,
   if (nparts <= 1)
     return 0;
   return tt_srv_fnv1a(coll, id) % nparts;
+}
+
+unsigned tt_server_home_of(const uint8_t id[TT_ID_LEN], unsigned nparts) {
+  uint32_t h = 2166136261u;
+  if (nparts <= 1)
+    return 0;
+  for (size_t i = 0; i < TT_ID_LEN; i++)
+    h = (h ^ id[i]) * 16777619u;
+  return h % nparts;
 }
 
 size_t tt_srv_doc_key(char *buf, const char *coll, const char *id) {
@@ -56,6 +67,12 @@ void tt_srv_outcome_key(uint8_t out[TT_ID_LEN + 8],
   tt_be64_put(out + TT_ID_LEN, seq);
 }
 
+void tt_srv_dedupe_key(uint8_t out[TT_SRV_DEDUPE_KEY_LEN],
+                       const uint8_t replica[TT_ID_LEN], uint32_t p) {
+  memcpy(out, replica, TT_ID_LEN);
+  tt_be32_put(out + TT_ID_LEN, p);
+}
+
 void tt_srv_audit_key(uint8_t out[16], uint32_t p, uint64_t seq, uint32_t n) {
   tt_be32_put(out, p);
   tt_be64_put(out + 4, seq);
@@ -76,6 +93,20 @@ int tt_srv_replica_decode(tt_bytes b, tt_srv_replica *out) {
     return TETHER_ECORRUPT;
   out->last_seq = tt_be64_get(d + 1);
   memcpy(out->last_hash, d + 9, TT_HASH_LEN);
+  return 0;
+}
+
+void tt_srv_dedupe_encode(uint64_t seq, uint8_t out[TT_SRV_DEDUPE_LEN]) {
+  out[0] = DEDUPE_FORMAT;
+  tt_be64_put(out + 1, seq);
+}
+
+int tt_srv_dedupe_decode(tt_bytes b, uint64_t *seq) {
+  const uint8_t *d = b.data;
+  *seq = 0;
+  if (b.len != TT_SRV_DEDUPE_LEN || d[0] != DEDUPE_FORMAT)
+    return TETHER_ECORRUPT;
+  *seq = tt_be64_get(d + 1);
   return 0;
 }
 
@@ -189,6 +220,14 @@ int tt_srv_outcome_decode(tt_bytes b, uint64_t seq, tt_srv_outcome *out,
       return rc;
     out->conflict = *conflict;
   }
+  return 0;
+}
+
+int tt_srv_outcome_partition(tt_bytes b, uint32_t *p) {
+  const uint8_t *d = b.data;
+  if (b.len < OUTCOME_FIXED || d[0] != OUTCOME_FORMAT)
+    return TETHER_ECORRUPT;
+  *p = tt_be32_get(d + 2);
   return 0;
 }
 

@@ -1,11 +1,14 @@
 /* server.c — opening the reconciler on a store: meta (format version,
- * partition count, per-partition commit sequences), the push-side caches,
- * counters, error bodies.
+ * partition count, per-partition commit sequences), counters, error
+ * bodies, and the read-only admin lookups.
  *
  * Meta keys (TT_TABLE_META):
- *   "server.format"      be32 TT_SRV_FORMAT
- *   "server.partitions"  be32 P, fixed when the store is created
- *   "server.seq" be32 p  be64 last commit sequence of partition p (absent = 0)
+ *   "server.format"      be32 TT_SRV_FORMAT            (partition 0)
+ *   "server.partitions"  be32 P, fixed when the store is created (partition 0)
+ *   "server.seq" be32 p  be64 last commit sequence of partition p (absent = 0),
+ *                        stored in partition p and written by every write
+ *                        transaction of p, so that on an optimistic backend
+ *                        two servers writing p always conflict on it
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,22 +21,25 @@ static const char K_FORMAT[] = "server.format";
 static const char K_PARTS[] = "server.partitions";
 static const char K_SEQ[] = "server.seq"; /* + be32 partition */
 
+_Static_assert(sizeof K_SEQ - 1 + 4 == TT_SRV_SEQ_KEY_LEN, "seq key length");
+
 static tt_bytes cstr_key(const char *k) {
   tt_bytes b = {k, strlen(k)};
   return b;
 }
 
-static void seq_key(uint8_t buf[sizeof K_SEQ - 1 + 4], unsigned p) {
-  memcpy(buf, K_SEQ, sizeof K_SEQ - 1);
-  tt_be32_put(buf + sizeof K_SEQ - 1, p);
+size_t tt_srv_seq_key(uint8_t out[TT_SRV_SEQ_KEY_LEN], unsigned p) {
+  memcpy(out, K_SEQ, sizeof K_SEQ - 1);
+  tt_be32_put(out + sizeof K_SEQ - 1, p);
+  return TT_SRV_SEQ_KEY_LEN;
 }
 
 int tt_srv_load_seq(tt_txn *t, unsigned p, uint64_t *out) {
-  uint8_t k[sizeof K_SEQ - 1 + 4];
+  uint8_t k[TT_SRV_SEQ_KEY_LEN];
   tt_bytes key = {k, sizeof k}, val;
   int rc;
 
-  seq_key(k, p);
+  tt_srv_seq_key(k, p);
   rc = tt_get(t, TT_TABLE_META, key, &val);
   if (rc == TETHER_ENOTFOUND) {
     *out = 0;
@@ -48,10 +54,10 @@ int tt_srv_load_seq(tt_txn *t, unsigned p, uint64_t *out) {
 }
 
 int tt_srv_store_seq(tt_txn *t, unsigned p, uint64_t seq) {
-  uint8_t k[sizeof K_SEQ - 1 + 4], v[8];
+  uint8_t k[TT_SRV_SEQ_KEY_LEN], v[8];
   tt_bytes key = {k, sizeof k}, val = {v, sizeof v};
 
-  seq_key(k, p);
+  tt_srv_seq_key(k, p);
   tt_be64_put(v, seq);
   return tt_put(t, TT_TABLE_META, key, val);
 }
@@ -74,62 +80,14 @@ static int put_u32(tt_txn *t, const char *name, uint32_t v) {
   return tt_put(t, TT_TABLE_META, cstr_key(name), val);
 }
 
-typedef struct {
-  uint8_t prefix[12];
-  uint32_t next;
-} audit_scan;
-
-static int audit_cb(void *ctx, tt_bytes key, tt_bytes val) {
-  audit_scan *a = ctx;
-  (void)val;
-  if (key.len != 16 || memcmp(key.data, a->prefix, 12) != 0)
-    return 1;
-  a->next = tt_be32_get((const uint8_t *)key.data + 12) + 1;
-  return 0;
-}
-
-int tt_srv_reload(tt_server *s) {
-  tt_txn *t = NULL;
-  int rc;
-
-  /* LMDB: one snapshot covers every partition. A Redis backend will need
-   * one read per partition here (a later issue). */
-  rc = tt_txn_begin(s->st, 0, 0, &t);
-  if (rc)
-    goto out;
-  for (unsigned p = 0; p < s->nparts; p++) {
-    audit_scan a;
-    uint8_t from[16];
-    tt_bytes fb = {from, sizeof from};
-
-    rc = tt_srv_load_seq(t, p, &s->seq[p]);
-    if (rc)
-      goto out;
-    tt_srv_audit_key(from, p, s->seq[p], 0);
-    memcpy(a.prefix, from, 12);
-    a.next = 0;
-    rc = tt_scan(t, TT_TABLE_AUDIT, fb, audit_cb, &a);
-    if (rc < 0)
-      goto out;
-    rc = 0;
-    s->audit_seq[p] = s->seq[p];
-    s->audit_n[p] = a.next;
-  }
-  s->stale = 0;
-out:
-  tt_abort(t);
-  if (rc)
-    s->stale = 1;
-  return rc;
-}
-
 /* Reads the meta into *nparts, creating it (with WANT partitions) when the
- * store is new. */
+ * store is new. Two servers may create it at once: the loser's commit is
+ * TETHER_ERETRY (it read the format key as absent) and it reads again. */
 static int init_meta(tt_server *s, unsigned want, unsigned *nparts,
                      char *errbuf, size_t errlen) {
   tt_txn *t = NULL;
   uint32_t fmt = 0, np = 0;
-  int rc, write = 0;
+  int rc, write = 0, tries = 0;
 
 again:
   rc = tt_txn_begin(s->st, 0, write, &t);
@@ -155,6 +113,10 @@ again:
       rc = tt_commit(t);
       t = NULL;
     }
+    if (rc == TETHER_ERETRY && ++tries < TT_SRV_MAX_TRIES) {
+      write = 0;
+      goto again;
+    }
     if (rc) {
       tt_errf(errbuf, errlen, "cannot initialise the server meta: %s",
               tether_strerror(rc));
@@ -168,7 +130,7 @@ again:
             tether_strerror(rc));
     goto out;
   }
-  if (fmt != TT_SRV_FORMAT) {
+  if (fmt != TT_SRV_FORMAT && fmt != 1) {
     rc = TETHER_EVERSION;
     tt_errf(errbuf, errlen, "store has server format %u, this build reads %u",
             (unsigned)fmt, TT_SRV_FORMAT);
@@ -182,6 +144,17 @@ again:
       rc = TETHER_ECORRUPT;
     tt_errf(errbuf, errlen, "cannot read the partition count: %s",
             tether_strerror(rc));
+    goto out;
+  }
+  /* Format 1 with one partition is format 2 without its (never needed)
+   * per-partition dedupe records: see server_int.h. */
+  if (fmt == 1 && np != 1) {
+    rc = TETHER_EVERSION;
+    tt_errf(errbuf, errlen,
+            "store has server format 1 with %u partitions, which lacks "
+            "per-partition dedupe records; this build reads format %u (and "
+            "format 1 with one partition)",
+            (unsigned)np, TT_SRV_FORMAT);
     goto out;
   }
   *nparts = np;
@@ -227,20 +200,6 @@ int tt_server_open(tt_store *st, const tt_policy_table *policies,
   rc = init_meta(s, want, &s->nparts, errbuf, errlen);
   if (rc)
     goto out;
-  s->seq = calloc(s->nparts, sizeof *s->seq);
-  s->audit_seq = calloc(s->nparts, sizeof *s->audit_seq);
-  s->audit_n = calloc(s->nparts, sizeof *s->audit_n);
-  if (!s->seq || !s->audit_seq || !s->audit_n) {
-    rc = TETHER_ENOMEM;
-    tt_errf(errbuf, errlen, "out of memory");
-    goto out;
-  }
-  rc = tt_srv_reload(s);
-  if (rc) {
-    tt_errf(errbuf, errlen, "cannot read the partition sequences: %s",
-            tether_strerror(rc));
-    goto out;
-  }
   *out = s;
   s = NULL;
 out:
@@ -251,9 +210,6 @@ out:
 void tt_server_close(tt_server *s) {
   if (!s)
     return;
-  free(s->seq);
-  free(s->audit_seq);
-  free(s->audit_n);
   free(s);
 }
 
@@ -267,7 +223,7 @@ int tt_server_replica_last_seq(tt_server *s, const uint8_t id[TT_ID_LEN],
   int rc;
 
   *last = 0;
-  rc = tt_txn_begin(s->st, 0, 0, &t);
+  rc = tt_txn_begin(s->st, tt_server_home_of(id, s->nparts), 0, &t);
   if (rc)
     return rc;
   rc = tt_get(t, TT_TABLE_REPLICAS, key, &val);
@@ -276,6 +232,38 @@ int tt_server_replica_last_seq(tt_server *s, const uint8_t id[TT_ID_LEN],
   if (!rc)
     *last = rec.last_seq;
   tt_abort(t);
+  return rc;
+}
+
+int tt_server_outcome(tt_server *s, const uint8_t id[TT_ID_LEN], uint64_t seq,
+                      json_t **out) {
+  uint8_t k[TT_ID_LEN + 8];
+  tt_bytes key = {k, sizeof k}, val;
+  int rc = TETHER_ENOTFOUND;
+
+  *out = NULL;
+  tt_srv_outcome_key(k, id, seq);
+  /* The record lives in its document's partition, which (coll, id) would
+   * name but (replica, seq) does not: ask each. */
+  for (unsigned p = 0; p < s->nparts && rc == TETHER_ENOTFOUND; p++) {
+    tt_txn *t = NULL;
+    tt_srv_outcome o;
+    json_t *conflict = NULL;
+
+    rc = tt_txn_begin(s->st, p, 0, &t);
+    if (rc)
+      return rc;
+    rc = tt_get(t, TT_TABLE_OUTCOMES, key, &val);
+    if (!rc)
+      rc = tt_srv_outcome_decode(val, seq, &o, &conflict);
+    if (!rc) {
+      *out = tt_srv_outcome_json(&o, 0);
+      if (!*out)
+        rc = TETHER_ENOMEM;
+    }
+    json_decref(conflict);
+    tt_abort(t);
+  }
   return rc;
 }
 

@@ -2,9 +2,13 @@
  * messages and the time, and returns response messages. No sockets, no
  * clock, no threads: net/ feeds it, tests/sim drives it directly.
  *
- * Message shapes are in docs/PROTOCOL.md. One writer at a time may call
- * tt_server_push; tt_server_pull may run concurrently from other threads
- * (it only reads a store snapshot). */
+ * Message shapes are in docs/PROTOCOL.md. A handle caches nothing of the
+ * store, so several handles (threads, processes, machines running `tether
+ * serve`) may share one store: every decision is made from values read in
+ * the store transaction that commits it, and the store serializes writers
+ * per partition (LMDB: one writer for all; Redis: WATCH/MULTI/EXEC per hash
+ * slot, a raced transaction is redone). tt_server_push and tt_server_pull
+ * may run concurrently on one handle from several threads. */
 #ifndef TT_SERVER_SERVER_H
 #define TT_SERVER_SERVER_H
 
@@ -21,15 +25,21 @@ typedef struct {
   uint64_t max_skew_ms; /* clamp client HLCs ahead by more; 0 = 60000 */
   unsigned partitions;  /* used only when the store is new; 0 = 1 */
   size_t pull_limit;    /* most changes in one pull page; 0 = 5000 */
-  /* Tests only (tests/sim): called at each crash point of a group commit
-   * that writes something, in order "push:before-commit" (everything
-   * written, not committed) and "push:after-commit" (durable and answered,
-   * but the answers have not left). A non-zero return simulates a crash
-   * there and tt_server_push returns TETHER_EUNAVAILABLE: before the
-   * commit, uncommitted writes are dropped and every job gets 503
-   * "unavailable"; after it, the jobs keep their answers, which the caller
-   * must treat as never sent. Close the server then, as after a real
-   * crash. NULL = no hook. */
+  /* Tests only (tests/sim): called at the crash points of a group
+   * commit, around EACH partition transaction that writes something, in
+   * increasing partition order: "push:before-commit" (that partition's
+   * writes made, not committed) and "push:after-commit" (that partition
+   * durable). A non-zero return simulates a crash there: the partitions
+   * not yet committed are never written, and tt_server_push returns
+   * TETHER_EUNAVAILABLE. Every job whose partitions (and home record
+   * update) had ALL committed before the crash keeps its 200 answer, which
+   * the caller must treat as never sent; every other job gets 503
+   * "unavailable" — though some of its intents may be durable (those of
+   * partitions committed before the crash; its retry finds them
+   * deduplicated). With one partition that is: before-commit, nothing
+   * durable and every job 503; after-commit, everything durable and every
+   * valid job 200. Close the server then, as after a real crash. NULL =
+   * no hook. */
   int (*fault)(void *ctx, const char *point);
   void *fault_ctx;
 } tt_server_opts;
@@ -51,11 +61,28 @@ unsigned tt_server_partitions(const tt_server *s);
 unsigned tt_server_partition_of(const char *coll, const char *id,
                                 unsigned nparts);
 
-/* The last applied seq of replica ID, from a read snapshot (for tests and
- * admin tools). TETHER_ENOTFOUND when the server never applied an intent of
- * it (then *last is 0). Safe concurrently with push. */
+/* The home partition of replica ID among NPARTS (> 0): FNV-1a 32-bit over
+ * the TT_ID_LEN bytes of ID, modulo NPARTS. Pure and stable forever: it
+ * decides where each replica's home record lives. */
+unsigned tt_server_home_of(const uint8_t id[TT_ID_LEN], unsigned nparts);
+
+/* The last seq of replica ID in its home record (the head of its chain as
+ * the server knows it), for tests and admin tools. TETHER_ENOTFOUND when
+ * the server never took an intent of it (then *last is 0). Safe
+ * concurrently with push. With several partitions, after a crash between
+ * partition commits, intents at or below it may still be missing from a
+ * partition until the replica's retry (which is deduplicated per
+ * partition) brings them. */
 int tt_server_replica_last_seq(tt_server *s, const uint8_t id[TT_ID_LEN],
                                uint64_t *last);
+
+/* The stored outcome of intent SEQ of replica ID, in the wire form of a
+ * push answer (without "duplicate"), for tests and admin tools: *out is a
+ * new reference the caller releases. TETHER_ENOTFOUND when the server holds
+ * none (never applied, or forgotten once the replica took it; then *out is
+ * NULL). */
+int tt_server_outcome(tt_server *s, const uint8_t id[TT_ID_LEN], uint64_t seq,
+                      json_t **out);
 
 /* One push request of a group commit. */
 typedef struct {
@@ -64,21 +91,25 @@ typedef struct {
   json_t *response;      /* out: body; caller releases with json_decref */
 } tt_push_job;
 
-/* Applies the jobs in order as ONE group commit: every intent of every
- * valid job is validated, deduplicated, merged and written, then committed
- * durably (one store transaction on LMDB, whose transactions span every
- * partition; a per-partition backend will need one per partition touched),
- * and only then are the responses filled. Each job sees the effects of the
- * jobs before it. A job that is invalid as a whole (malformed, bad hash,
- * broken chain, gap, wrong replica) gets a 4xx and changes nothing; the
- * other jobs go on. If the commit fails, every job gets 503 (or 507 when
- * the store is full) and nothing is acknowledged. Returns 0, or the commit
- * error (responses are filled either way). */
+/* Applies the jobs in order as ONE group commit (push.c tells how):
+ * every job is checked as a whole first (malformed, bad hash, broken
+ * chain, gap, wrong replica: a 4xx that changes nothing; the other jobs go
+ * on); then the intents of the valid jobs are deduplicated, merged and
+ * written with one store transaction per partition they touch, in
+ * increasing partition order (ONE transaction and one durable commit when
+ * the store has one partition). Each job sees the effects of the jobs
+ * before it. A job is answered 200 only once every partition holding its
+ * intents, and its replica's home record update, have committed. If a
+ * partition cannot commit, every job not yet fully committed gets 503 (507
+ * when the store is full) and is not acknowledged; jobs fully committed
+ * before still get their 200. Returns 0, or the store error that stopped
+ * the group commit (responses are filled either way). */
 int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
                    uint64_t now_ms);
 
-/* Answers one pull request from a read snapshot. *response is set in every
- * case (caller releases it). Returns 0 or a store error. */
+/* Answers one pull request, reading each partition in a read transaction
+ * of its own (pull.c tells why that never skips a change). *response is
+ * set in every case (caller releases it). Returns 0 or a store error. */
 int tt_server_pull(tt_server *s, const json_t *request, int *status,
                    json_t **response);
 

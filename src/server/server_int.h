@@ -12,30 +12,35 @@
 #include "core/util.h"
 #include "server/server.h"
 
-/* Stored format of everything below; bumped on any incompatible change. */
-#define TT_SRV_FORMAT 1u
+/* Stored format of everything below; bumped on any incompatible change.
+ * 2: per-partition dedupe records beside the replica's home record. A
+ * format-1 store with ONE partition has the same layout (there the home
+ * record is also the dedupe record) and is read as it is; a format-1 store
+ * with several partitions is refused (its replicas have no per-partition
+ * dedupe records, so duplicates would be applied again). */
+#define TT_SRV_FORMAT 2u
 #define TT_SRV_MAX_PARTITIONS 4096u
 #define TT_SRV_DEFAULT_SKEW 60000u
 #define TT_SRV_DEFAULT_PULL 5000u
+/* Tries of one partition's write transaction that the backend reports as
+ * raced (TETHER_ERETRY: another server moved a key it read) before the
+ * push is answered 503. No backoff: server/ has no clock, and a redo
+ * re-reads everything, so it converges unless the partition is hot. */
+#define TT_SRV_MAX_TRIES 20
 
 /* coll \0 id: each name at most TT_MAX_NAME bytes. */
 #define TT_SRV_DOCKEY_MAX (2 * TT_MAX_NAME + 1)
 
+/* Nothing here caches store state: several tt_server handles (threads,
+ * processes, machines) may share one store, and every value that decides
+ * anything (partition sequences, dedupe and home records) is read inside
+ * the transaction that depends on it. */
 struct tt_server {
   tt_store *st;
   const tt_policy_table *pol;
   uint64_t max_skew_ms;
   unsigned nparts;
   size_t pull_limit;
-
-  /* Push-side caches, touched only by the single writer (tt_server_push).
-   * seq[p]: last committed sequence of partition p. audit_seq/audit_n: the
-   * next free audit key (p, audit_seq[p], audit_n[p]), so entries written
-   * by intents that changed nothing still get unique keys. */
-  uint64_t *seq;
-  uint64_t *audit_seq;
-  uint32_t *audit_n;
-  int stale; /* caches must be reloaded before the next push */
   int (*fault)(void *ctx, const char *point);
   void *fault_ctx;
 
@@ -47,13 +52,14 @@ struct tt_server {
 
 /* ---- server.c ----------------------------------------------------------- */
 
-/* Reloads seq/audit caches from the store (in its own read transaction). */
-int tt_srv_reload(tt_server *s);
-
-/* Per-partition commit sequence as stored in meta, read within T.
- * An absent key is 0. */
+/* Per-partition commit sequence as stored in meta (in partition p), read
+ * within T. An absent key is 0. */
 int tt_srv_load_seq(tt_txn *t, unsigned p, uint64_t *out);
 int tt_srv_store_seq(tt_txn *t, unsigned p, uint64_t seq);
+/* The meta key of partition p's sequence (for prefetch); returns its
+ * length. */
+#define TT_SRV_SEQ_KEY_LEN 14
+size_t tt_srv_seq_key(uint8_t out[TT_SRV_SEQ_KEY_LEN], unsigned p);
 
 /* {"v":1,"error":CODE,"message":...}: a new reference, NULL on ENOMEM. */
 json_t *tt_srv_error(const char *code, const char *fmt, ...)
@@ -68,8 +74,13 @@ void tt_srv_outcome_key(uint8_t out[TT_ID_LEN + 8],
                         const uint8_t replica[TT_ID_LEN], uint64_t seq);
 void tt_srv_audit_key(uint8_t out[16], uint32_t p, uint64_t seq, uint32_t n);
 
-/* ---- records.c: replica dedupe record ----------------------------------- */
+/* ---- records.c: replica records ----------------------------------------- */
 
+/* The HOME record: TT_TABLE_REPLICAS, key = the replica id (TT_ID_LEN
+ * bytes), in the replica's home partition (tt_server_home_of). The head of
+ * the replica's hash chain as far as the server has seen it: only used to
+ * check the chain and find gaps, never to decide whether an intent is a
+ * duplicate (that is the dedupe record's job). last_seq only grows. */
 typedef struct {
   uint64_t last_seq;              /* 0 = nothing applied yet */
   uint8_t last_hash[TT_HASH_LEN]; /* all zero when last_seq == 0 */
@@ -80,6 +91,20 @@ void tt_srv_replica_encode(const tt_srv_replica *r,
                            uint8_t out[TT_SRV_REPLICA_LEN]);
 /* TETHER_ECORRUPT on a malformed record. */
 int tt_srv_replica_decode(tt_bytes b, tt_srv_replica *out);
+
+/* The DEDUPE record of a replica in partition p: TT_TABLE_REPLICAS, key =
+ * replica id + be32 p, in partition p: the highest seq of that replica
+ * applied in p. Written in the same transaction as what those intents
+ * changed, so "seq <= it" is exactly "already applied here". With ONE
+ * partition there is no such record: the home record is written in the
+ * same transaction and always holds the same seq, so it serves as both. */
+#define TT_SRV_DEDUPE_KEY_LEN (TT_ID_LEN + 4)
+#define TT_SRV_DEDUPE_LEN (1 + 8)
+void tt_srv_dedupe_key(uint8_t out[TT_SRV_DEDUPE_KEY_LEN],
+                       const uint8_t replica[TT_ID_LEN], uint32_t p);
+void tt_srv_dedupe_encode(uint64_t seq, uint8_t out[TT_SRV_DEDUPE_LEN]);
+/* TETHER_ECORRUPT on a malformed record. */
+int tt_srv_dedupe_decode(tt_bytes b, uint64_t *seq);
 
 /* ---- records.c: outcome record ------------------------------------------ */
 
@@ -105,6 +130,9 @@ int tt_srv_outcome_encode(const tt_srv_outcome *o, uint8_t **buf,
  * TETHER_ECORRUPT on a malformed record. */
 int tt_srv_outcome_decode(tt_bytes b, uint64_t seq, tt_srv_outcome *out,
                           json_t **conflict);
+/* The partition an encoded outcome record says it lives in, without
+ * decoding the rest. TETHER_ECORRUPT on a malformed record. */
+int tt_srv_outcome_partition(tt_bytes b, uint32_t *p);
 /* The wire form (PROTOCOL.md): a new reference or NULL on ENOMEM. */
 json_t *tt_srv_outcome_json(const tt_srv_outcome *o, int duplicate);
 

@@ -497,6 +497,15 @@ out:
   return rc;
 }
 
+/* 1 when the environment's data file no longer has a name on disk. */
+static int lm_vanished(lm_store *s) {
+  mdb_filehandle_t fd;
+  struct stat st;
+  if (mdb_env_get_fd(s->env, &fd) || fstat(fd, &st))
+    return 0;
+  return st.st_nlink == 0;
+}
+
 static int lm_commit(tt_txn *base) {
   lm_txn *t = (lm_txn *)base;
   lm_store *s = (lm_store *)base->store;
@@ -504,6 +513,12 @@ static int lm_commit(tt_txn *base) {
   lm_release_writer(s, t);
   if (t->err) {
     rc = t->err;
+    mdb_txn_abort(t->txn);
+  } else if (lm_vanished(s)) {
+    /* The data file was deleted under us: a commit would land in an
+     * unlinked file and be gone at the next open, so it must not be
+     * acknowledged. */
+    rc = TETHER_EIO;
     mdb_txn_abort(t->txn);
   } else {
     rc = lm_map(mdb_txn_commit(t->txn));

@@ -42,3 +42,17 @@ void tt_abort(tt_txn *t) {
   if (t)
     t->store->ops->abort(t);
 }
+
+int tt_prefetch(tt_txn *t, tt_table tab, const tt_bytes *keys, size_t n) {
+  if (!t->store->ops->prefetch || n == 0)
+    return 0;
+  return t->store->ops->prefetch(t, tab, keys, n);
+}
+
+void tt_store_last_error(tt_store *s, char *buf, size_t len) {
+  if (!buf || !len)
+    return;
+  buf[0] = '\0';
+  if (s && s->ops->last_error)
+    s->ops->last_error(s, buf, len);
+}

@@ -75,12 +75,27 @@ typedef struct tt_store_ops {
    * first key above the one CB was given, as the table is after the write. */
   int (*scan)(tt_txn *t, tt_table tab, tt_bytes from, tt_scan_cb cb,
               void *ctx);
+  /* Optional (NULL: nothing to gain): the caller will get these keys of
+   * TAB in T soon. A remote backend fetches them all in one round trip (and
+   * watches them, in a write transaction), so that a batch costs round
+   * trips per partition, not per intent. Later gets must still be correct
+   * without it. */
+  int (*prefetch)(tt_txn *t, tt_table tab, const tt_bytes *keys, size_t n);
   /* Durable on return 0. On error nothing of the transaction is applied.
-   * Either way T is gone. TETHER_EFULL when the store is full. */
+   * Either way T is gone. TETHER_EFULL when the store is full;
+   * TETHER_ERETRY when an optimistic backend (Redis WATCH) saw a key it
+   * read change under it — redo the whole transaction;
+   * TETHER_EUNAVAILABLE when the backend cannot be reached (nothing
+   * applied, or, if the connection died during the commit, unknown: the
+   * caller must not acknowledge and must let clients retry). */
   int (*commit)(tt_txn *t);
   /* Discards T. NULL is a no-op. */
   void (*abort)(tt_txn *t);
   void (*close)(tt_store *s);
+  /* Optional (NULL: none): the backend's most recent failure in one line
+   * (which server, what happened), for logs and 503 reasons. Copies at
+   * most LEN-1 bytes and a NUL into BUF. Thread-safe. */
+  void (*last_error)(tt_store *s, char *buf, size_t len);
 } tt_store_ops;
 
 /* Every backend's handle starts with this. */
@@ -100,6 +115,15 @@ typedef struct {
 int tt_store_open_lmdb(const char *dir, const tt_store_opts *opts,
                        tt_store **out, char *errbuf, size_t errlen);
 
+/* Opens the Redis backend. URL is redis://HOST:PORT[/DB] (one server) or
+ * redis-cluster://HOST:PORT[,HOST:PORT...] (seed nodes of a Redis
+ * Cluster). Every key of partition p carries the hash tag {p<p>}, so a
+ * partition is one hash slot and one MULTI/EXEC. On failure *out is NULL
+ * and errbuf names the URL and the reason. OPTS may be NULL (map_size and
+ * no_sync do not apply). */
+int tt_store_open_redis(const char *url, const tt_store_opts *opts,
+                        tt_store **out, char *errbuf, size_t errlen);
+
 /* Convenience wrappers over s->ops. tt_store_close(NULL) is a no-op. */
 static inline int tt_txn_begin(tt_store *s, unsigned p, int write,
                                tt_txn **out) {
@@ -112,6 +136,10 @@ int tt_get(tt_txn *t, tt_table tab, tt_bytes key, tt_bytes *val);
 int tt_put(tt_txn *t, tt_table tab, tt_bytes key, tt_bytes val);
 int tt_del(tt_txn *t, tt_table tab, tt_bytes key);
 int tt_scan(tt_txn *t, tt_table tab, tt_bytes from, tt_scan_cb cb, void *ctx);
+/* The backend's last failure message into BUF; "" when it has none. */
+void tt_store_last_error(tt_store *s, char *buf, size_t len);
+/* A no-op returning 0 when the backend has no prefetch. */
+int tt_prefetch(tt_txn *t, tt_table tab, const tt_bytes *keys, size_t n);
 int tt_commit(tt_txn *t);
 void tt_abort(tt_txn *t);
 

@@ -444,12 +444,35 @@ static char *raw_tables(tt_store *st) {
   return d.out.s;
 }
 
+/* The replay crashes where the world's server crashed: at the same commit
+ * point of the same partition transaction. */
+typedef struct {
+  const char *point;
+  unsigned skip;
+} replay_fault;
+
+static int replay_hook(void *ctx, const char *point) {
+  replay_fault *f = ctx;
+  if (!f->point || strcmp(point, f->point) != 0)
+    return 0;
+  if (f->skip) {
+    f->skip--;
+    return 0;
+  }
+  f->point = NULL;
+  return 1;
+}
+
 static void check_replay(sim_world *w) {
   char dir[300], err[256];
   tt_store *st = NULL;
   tt_server *srv = NULL;
   tt_store_opts so = {.map_size = 256u << 20, .no_sync = 1};
-  tt_server_opts o = {.max_skew_ms = SIM_MAX_SKEW_MS};
+  replay_fault rf = {0};
+  tt_server_opts o = {.max_skew_ms = SIM_MAX_SKEW_MS,
+                      .partitions = w->cfg.partitions,
+                      .fault = replay_hook,
+                      .fault_ctx = &rf};
   snprintf(dir, sizeof dir, "%s/replay", w->root);
   if (tt_store_open_lmdb(dir, &so, &st, err, sizeof err) ||
       tt_server_open(st, w->pol, &o, &srv, err, sizeof err)) {
@@ -470,16 +493,34 @@ static void check_replay(sim_world *w) {
                            NULL);
       jobs[k].request = reqs[k];
     }
-    if (tt_server_push(srv, jobs, n,
-                       (uint64_t)json_integer_value(
-                           json_object_get(commit, "now"))))
+    rf.point = json_string_value(json_object_get(commit, "crash"));
+    rf.skip = (unsigned)json_integer_value(json_object_get(commit, "skip"));
+    int crash = rf.point != NULL;
+    int prc = tt_server_push(srv, jobs, n,
+                             (uint64_t)json_integer_value(
+                                 json_object_get(commit, "now")));
+    if (crash && (prc != TETHER_EUNAVAILABLE || rf.point))
+      sim_violation(w, "G6: replayed commit %zu did not crash where the "
+                       "world's did",
+                    c);
+    else if (!crash && prc)
       sim_violation(w, "G6: replayed commit %zu failed", c);
+    rf.point = NULL;
     for (size_t k = 0; k < n; k++) {
       json_decref(jobs[k].response);
       json_decref(reqs[k]);
     }
     free(jobs);
     free(reqs);
+    if (crash) { /* restarted, as the world's server was */
+      tt_server_close(srv);
+      srv = NULL;
+      if (tt_server_open(st, w->pol, &o, &srv, err, sizeof err)) {
+        sim_violation(w, "replay reopen: %s", err);
+        tt_store_close(st);
+        return;
+      }
+    }
   }
   char *a = raw_tables(w->sst), *b = raw_tables(st);
   if (strcmp(a, b) != 0)

@@ -42,17 +42,19 @@ void sim_violation(sim_world *w, const char *fmt, ...) {
   fputc('\n', stdout);
   if (!g_seed_reported) {
     g_seed_reported = 1;
-    fprintf(stdout, "replay: tether-sim --seeds %llu-%llu --replicas %d --ops %d%s%s\n",
+    fprintf(stdout,
+            "replay: tether-sim --seeds %llu-%llu --replicas %d --ops %d "
+            "--partitions %u%s%s\n",
             (unsigned long long)w->cfg.seed, (unsigned long long)w->cfg.seed,
-            g_cfg.replicas, g_cfg.ops, tt_plant ? " --plant " : "",
-            tt_plant ? tt_plant : "");
+            g_cfg.replicas, g_cfg.ops, g_cfg.partitions,
+            tt_plant ? " --plant " : "", tt_plant ? tt_plant : "");
   }
 }
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: tether-sim --seeds A-B [--replicas N] [--ops N] "
-          "[--plant NAME] [--verbose]\n"
+          "[--partitions N] [--plant NAME] [--verbose]\n"
           "\n"
           "Runs the real server and replica state machines on real LMDB "
           "stores with a\n"
@@ -70,6 +72,12 @@ static void usage(FILE *f) {
           "  --seeds A-B     seeds to run, inclusive (or a single seed A)\n"
           "  --replicas N    replicas per world (default 5, at most %d)\n"
           "  --ops N         local writes per world (default 200)\n"
+          "  --partitions N  partitions of the server's store (default 1; "
+          "with more,\n"
+          "                  a group commit is one transaction per "
+          "partition and\n"
+          "                  server crashes fall between partition "
+          "commits too)\n"
           "  --plant NAME    plant a known bug to prove the checkers catch it:\n"
           "                  skip-dedupe, ack-before-commit, ignore-base,\n"
           "                  skip-pull-page, lww-ignores-clamp\n"
@@ -86,6 +94,7 @@ int main(int argc, char **argv) {
   int have_seeds = 0;
   g_cfg.replicas = 5;
   g_cfg.ops = 200;
+  g_cfg.partitions = 1;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -117,6 +126,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "tether-sim: --ops must be at least 1\n");
         return 2;
       }
+      i++;
+    } else if (!strcmp(arg, "--partitions") && val) {
+      int np = atoi(val);
+      if (np < 1 || np > 4096) {
+        fprintf(stderr, "tether-sim: --partitions must be 1..4096\n");
+        return 2;
+      }
+      g_cfg.partitions = (unsigned)np;
       i++;
     } else if (!strcmp(arg, "--plant") && val) {
       int ok = 0;

@@ -21,6 +21,7 @@ typedef struct {
   uint64_t seed;
   int replicas;
   int ops;
+  unsigned partitions; /* of the server's store (1 = the embedded default) */
   int verbose;
 } sim_cfg;
 
@@ -71,6 +72,9 @@ typedef struct {
   /* what the world saw it make, by seq - 1 */
   sim_made *made;
   size_t nmade, capmade;
+  /* seqs the world logged as applied (w->applied), by seq - 1 */
+  unsigned char *logged;
+  size_t caplogged;
   /* outcomes the app took, in the order taken */
   uint64_t *out_seq;
   char (*out_kind)[16];
@@ -94,8 +98,10 @@ typedef struct {
   uint64_t max_now;   /* largest server time a commit saw */
   tt_store *sst;
   tt_server *srv;
-  int fault_armed;    /* crash at the next commit point */
+  int fault_armed;    /* crash at a commit point of the next group commit */
   const char *fault_point;
+  unsigned fault_skip; /* ... after passing that point this many times (one
+                          partition transaction each) */
 
   sim_replica rep[SIM_MAX_REPLICAS];
   int nrep;
@@ -106,7 +112,10 @@ typedef struct {
   size_t ninbox, capinbox;
 
   /* committed group commits, for the determinism replay (G6) */
-  json_t *commits;    /* array of {"now":N,"bodies":[text...]} */
+  json_t *commits;    /* array of {"now":N,"bodies":[text...]}, plus
+                         "crash":POINT,"skip":K when the server crashed in
+                         it (with several partitions a crash can fall
+                         between two partition commits) */
   sim_applied *applied;
   size_t napplied, capapplied;
 

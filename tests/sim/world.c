@@ -151,6 +151,10 @@ static int fault_hook(void *ctx, const char *point) {
   sim_world *w = ctx;
   if (!w->fault_armed || strcmp(point, w->fault_point) != 0)
     return 0;
+  if (w->fault_skip) { /* a later partition's commit */
+    w->fault_skip--;
+    return 0;
+  }
   w->fault_armed = 0;
   return 1;
 }
@@ -159,6 +163,7 @@ static int open_server(sim_world *w, char *err, size_t len) {
   char dir[300];
   tt_store_opts so = {.map_size = 256u << 20, .no_sync = 1};
   tt_server_opts o = {.max_skew_ms = SIM_MAX_SKEW_MS,
+                      .partitions = w->cfg.partitions,
                       .pull_limit = PULL_PAGE,
                       .fault = fault_hook,
                       .fault_ctx = w};
@@ -376,6 +381,51 @@ static void start_sync(sim_world *w, int i) {
   send_msg(w, kind, i, r->epoch, 0, r->busy_req);
 }
 
+static void mark_logged(sim_replica *r, uint64_t seq) {
+  if (seq == 0)
+    return;
+  if (seq > r->caplogged) {
+    size_t cap = r->caplogged ? r->caplogged : 64;
+    while (cap < seq)
+      cap *= 2;
+    r->logged = xrealloc(r->logged, cap);
+    memset(r->logged + r->caplogged, 0, cap - r->caplogged);
+    r->caplogged = cap;
+  }
+  r->logged[seq - 1] = 1;
+}
+
+static int is_logged(const sim_replica *r, uint64_t seq) {
+  return seq >= 1 && seq <= r->caplogged && r->logged[seq - 1];
+}
+
+/* Logs intent IN of replica REP as applied with outcome O (wire form). */
+static void log_one(sim_world *w, int rep, const json_t *in, const json_t *o) {
+  if (w->napplied == w->capapplied) {
+    w->capapplied = w->capapplied ? 2 * w->capapplied : 256;
+    w->applied = xrealloc(w->applied, w->capapplied * sizeof *w->applied);
+  }
+  sim_applied *a = &w->applied[w->napplied++];
+  memset(a, 0, sizeof *a);
+  a->rep = rep;
+  a->seq = (uint64_t)json_integer_value(json_object_get(in, "seq"));
+  a->base = (uint64_t)json_integer_value(json_object_get(in, "base"));
+  a->commit = (uint64_t)json_integer_value(json_object_get(o, "commit"));
+  snprintf(a->coll, sizeof a->coll, "%s",
+           json_string_value(json_object_get(in, "coll")));
+  snprintf(a->id, sizeof a->id, "%s",
+           json_string_value(json_object_get(in, "id")));
+  a->ops = json_incref(json_object_get(in, "ops"));
+  const char *s = json_string_value(json_object_get(o, "outcome"));
+  snprintf(a->outcome, sizeof a->outcome, "%s", s ? s : "?");
+  s = json_string_value(json_object_get(o, "rule"));
+  snprintf(a->rule, sizeof a->rule, "%s", s ? s : "");
+  s = json_string_value(
+      json_object_get(json_object_get(o, "conflict"), "field"));
+  snprintf(a->cfield, sizeof a->cfield, "%s", s ? s : "");
+  mark_logged(&w->rep[rep], a->seq);
+}
+
 static void log_applied(sim_world *w, int rep, const json_t *req,
                         const json_t *resp) {
   json_t *intents = json_object_get(req, "intents");
@@ -384,28 +434,25 @@ static void log_applied(sim_world *w, int rep, const json_t *req,
     json_t *o = json_array_get(outs, k), *in = json_array_get(intents, k);
     if (json_is_true(json_object_get(o, "duplicate")) || !in)
       continue;
-    if (w->napplied == w->capapplied) {
-      w->capapplied = w->capapplied ? 2 * w->capapplied : 256;
-      w->applied = xrealloc(w->applied, w->capapplied * sizeof *w->applied);
-    }
-    sim_applied *a = &w->applied[w->napplied++];
-    memset(a, 0, sizeof *a);
-    a->rep = rep;
-    a->seq = (uint64_t)json_integer_value(json_object_get(in, "seq"));
-    a->base = (uint64_t)json_integer_value(json_object_get(in, "base"));
-    a->commit = (uint64_t)json_integer_value(json_object_get(o, "commit"));
-    snprintf(a->coll, sizeof a->coll, "%s",
-             json_string_value(json_object_get(in, "coll")));
-    snprintf(a->id, sizeof a->id, "%s",
-             json_string_value(json_object_get(in, "id")));
-    a->ops = json_incref(json_object_get(in, "ops"));
-    const char *s = json_string_value(json_object_get(o, "outcome"));
-    snprintf(a->outcome, sizeof a->outcome, "%s", s ? s : "?");
-    s = json_string_value(json_object_get(o, "rule"));
-    snprintf(a->rule, sizeof a->rule, "%s", s ? s : "");
-    s = json_string_value(
-        json_object_get(json_object_get(o, "conflict"), "field"));
-    snprintf(a->cfield, sizeof a->cfield, "%s", s ? s : "");
+    log_one(w, rep, in, o);
+  }
+}
+
+/* A crashed group commit may have applied intents of jobs that got no
+ * 200 (with several partitions: those of the partitions committed before
+ * the crash). They are applied, in this batch's place in server order, but
+ * their retries will only ever be answered as duplicates: read what the
+ * server stored for each intent of REQ never logged before. */
+static void log_recovered(sim_world *w, int rep, const json_t *req) {
+  json_t *intents = json_object_get(req, "intents");
+  for (size_t k = 0; k < json_array_size(intents); k++) {
+    json_t *in = json_array_get(intents, k), *o = NULL;
+    uint64_t seq = (uint64_t)json_integer_value(json_object_get(in, "seq"));
+    if (is_logged(&w->rep[rep], seq))
+      continue;
+    if (tt_server_outcome(w->srv, w->rep[rep].id, seq, &o) == 0)
+      log_one(w, rep, in, o);
+    json_decref(o);
   }
 }
 
@@ -426,29 +473,44 @@ static void server_commit(sim_world *w) {
     w->fault_armed = 1;
     w->fault_point = sim_chance(&w->rng, 500) ? "push:before-commit"
                                               : "push:after-commit";
+    /* With several partitions, crash at any partition's commit, so that
+     * crashes between partition commits happen. */
+    w->fault_skip = w->cfg.partitions > 1
+                        ? (unsigned)sim_below(&w->rng, w->cfg.partitions)
+                        : 0;
   }
   int after = w->fault_armed && !strcmp(w->fault_point, "push:after-commit");
   int crashed_at_commit = w->fault_armed;
+  unsigned skip = w->fault_skip;
   int rc = tt_server_push(w->srv, jobs, n, w->now);
   int crashed = crashed_at_commit && !w->fault_armed;
   w->fault_armed = 0;
+  w->fault_skip = 0;
   if (w->now > w->max_now)
     w->max_now = w->now;
 
-  if ((!rc && !crashed) || (crashed && after)) {
+  if ((!rc && !crashed) || crashed) {
     json_t *bodies = json_array();
     for (size_t k = 0; k < n; k++)
       json_array_append_new(bodies, json_string(w->inbox[k].body));
     json_t *c = json_pack("{s:I,s:o}", "now", (json_int_t)w->now, "bodies",
                           bodies);
+    if (crashed) {
+      json_object_set_new(c, "crash", json_string(w->fault_point));
+      json_object_set_new(c, "skip", json_integer(skip));
+    }
     json_array_append_new(w->commits, c);
   }
   for (size_t k = 0; k < n; k++) {
     sim_inbox *ib = &w->inbox[k];
     /* After a crash only what the server had already answered reaches the
-     * wire; a correct server answers nothing before the commit. */
-    if (jobs[k].status == 200 && (!crashed || after))
+     * wire; a correct server answers nothing before the commit (with
+     * several partitions, nothing before all of the job's partitions
+     * committed: a 200 here is durable, or a planted bug). */
+    if (jobs[k].status == 200)
       log_applied(w, ib->rep, reqs[k], jobs[k].response);
+    else if (crashed)
+      log_recovered(w, ib->rep, reqs[k]);
     if (!crashed || (!after && jobs[k].status == 200)) {
       char *body = jobs[k].response ? dump(jobs[k].response) : xstrdup("{}");
       send_msg(w, MSG_PUSH_RESP, ib->rep, ib->epoch, jobs[k].status, body);
@@ -605,6 +667,7 @@ void sim_world_free(sim_world *w) {
       close_replica(r);
     free(r->busy_req);
     free(r->made);
+    free(r->logged);
     free(r->out_seq);
     free(r->out_kind);
   }

@@ -406,10 +406,13 @@ static void test_limits(void **state) {
   tt_intent_clear(&in);
   name[TT_MAX_NAME] = 'n';
   name[TT_MAX_NAME + 1] = '\0';
+  char label[TT_MAX_LABEL + 2];
+  memset(label, 'l', sizeof label);
+  label[TT_MAX_LABEL + 1] = '\0';
   const char *keys[] = {"coll", "id", "label"};
   for (int k = 0; k < 3; k++) {
     json_t *c = json_deep_copy(j);
-    json_object_set_new(c, keys[k], json_string(name));
+    json_object_set_new(c, keys[k], json_string(k == 2 ? label : name));
     assert_int_equal(tt_intent_from_json(c, &in, err, sizeof err),
                      TETHER_ETOOBIG);
     assert_non_null(strstr(err, keys[k]));

@@ -176,11 +176,42 @@ static void test_errors(void **state) {
   tether_free(malloc(3));
 }
 
+/* Exactly what jansson accepts: checked against json_stringn on each. */
+static void test_utf8_valid(void **state) {
+  (void)state;
+  static const struct {
+    const char *s;
+    size_t n;
+    int ok;
+  } cases[] = {
+      {"", 0, 1},
+      {"plain", 5, 1},
+      {"\xc3\xa9", 2, 1},             /* é */
+      {"\xe2\x82\xac", 3, 1},         /* € */
+      {"\xf0\x9f\x98\x80", 4, 1},     /* emoji */
+      {"\xc3", 1, 0},                 /* truncated */
+      {"\xe2\x82", 2, 0},             /* truncated */
+      {"\xc0\xaf", 2, 0},             /* overlong '/' */
+      {"\xe0\x80\xaf", 3, 0},         /* overlong */
+      {"\xed\xa0\x80", 3, 0},         /* surrogate */
+      {"\xf4\x90\x80\x80", 4, 0},     /* above U+10FFFF */
+      {"\xff", 1, 0},
+      {"\x80", 1, 0},                 /* lone continuation */
+      {"a\xc3\xa9" "b\xe2\x82", 6, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    assert_int_equal(tt_utf8_valid(cases[i].s, cases[i].n), cases[i].ok);
+    json_t *j = json_stringn(cases[i].s, cases[i].n);
+    assert_int_equal(j != NULL, cases[i].ok);
+    json_decref(j);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hex_roundtrip), cmocka_unit_test(test_hex_invalid),
       cmocka_unit_test(test_canon),         cmocka_unit_test(test_canon_len_limit),
-      cmocka_unit_test(test_canon_equal),   cmocka_unit_test(test_name_valid),
+      cmocka_unit_test(test_canon_equal),   cmocka_unit_test(test_name_valid), cmocka_unit_test(test_utf8_valid),
       cmocka_unit_test(test_errf),          cmocka_unit_test(test_be),
       cmocka_unit_test(test_errors),
   };

@@ -733,6 +733,21 @@ static void test_missing_dir(void **state) {
   f->st = st;
 }
 
+/* The data directory removed while the store is open: a commit would go to
+ * an unlinked file and vanish at the next open, so it must fail, and what
+ * was committed before stays readable through the open handle. */
+static void test_vanished_while_open(void **state) {
+  fixture *f = *state;
+  tt_txn *t = NULL;
+  put_commit(f->st, TT_TABLE_DOCS, "before", "1");
+  rm_rf(f->dir);
+  assert_int_equal(tt_txn_begin(f->st, 0, 1, &t), 0);
+  assert_int_equal(tt_put(t, TT_TABLE_DOCS, B("after"), B("2")), 0);
+  assert_int_equal(tt_commit(t), TETHER_EIO);
+  assert_int_equal(has(f->st, TT_TABLE_DOCS, "before", "1"), 1);
+  assert_int_equal(has(f->st, TT_TABLE_DOCS, "after", "2"), 0);
+}
+
 static void test_not_a_store(void **state) {
   fixture *f = *state;
   char err[512], path[128];
@@ -817,6 +832,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
       cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_missing_dir, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_vanished_while_open, setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_a_store, setup, teardown),
       cmocka_unit_test_setup_teardown(test_double_open, setup, teardown),
       cmocka_unit_test_setup_teardown(test_key_too_long, setup, teardown),
