@@ -197,7 +197,8 @@ int tt_srv_outcome_decode(tt_bytes b, uint64_t seq, tt_srv_outcome *out,
   out->commit = tt_be64_get(d + 6);
   d += 14;
   rl = *d++;
-  if ((size_t)(end - d) < rl + 2)
+  /* rule and reason go into JSON answers: they must be UTF-8 */
+  if ((size_t)(end - d) < rl + 2 || !tt_utf8_valid(d, rl))
     return TETHER_ECORRUPT;
   if (rl) {
     out->rule = (const char *)d;
@@ -206,7 +207,7 @@ int tt_srv_outcome_decode(tt_bytes b, uint64_t seq, tt_srv_outcome *out,
   d += rl;
   sl = ((size_t)d[0] << 8) | d[1];
   d += 2;
-  if ((size_t)(end - d) < sl)
+  if ((size_t)(end - d) < sl || !tt_utf8_valid(d, sl))
     return TETHER_ECORRUPT;
   if (sl) {
     out->reason = (const char *)d;

@@ -19,6 +19,17 @@ if [ $rc -ne 0 ]; then
   fail=1
 fi
 
+# The same with 4 partitions: per-partition commits, dedupe and home
+# records (a crash may fall between two partition commits).
+out=$("$sim" --seeds "$seeds" --partitions 4 2>&1)
+rc=$?
+echo "$out" | tail -n 1 | sed 's/^/partitions 4: /'
+if [ $rc -ne 0 ]; then
+  echo "FAIL: invariants broke with 4 partitions:"
+  echo "$out" | grep -E '^(violation|replay):' | head -n 20
+  fail=1
+fi
+
 for plant in skip-dedupe ack-before-commit ignore-base skip-pull-page lww-ignores-clamp; do
   out=$("$sim" --seeds "$seeds" --plant "$plant" 2>&1)
   rc=$?
