@@ -617,7 +617,8 @@ int tt_replica_pull_done(tt_replica *r, int status, const json_t *resp,
       tt_bytes v;
       tt_robx o;
       tt_r_seqkey(sk, sw.drop[i]);
-      if ((rc = tt_get(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v)) ||
+      /* tmp: only the key is kept, copied before the next write */
+      if ((rc = tt_get_tmp(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v)) ||
           (rc = tt_r_obx_decode(v, &o)))
         goto out;
       size_t kl = o.klen;

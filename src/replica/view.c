@@ -124,7 +124,8 @@ int tt_r_view_recompute(tt_txn *t, const uint8_t *key, size_t klen) {
     tt_bytes v;
     tt_robx o;
     tt_r_seqkey(sk, c.seqs[i]);
-    rc = tt_get(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v);
+    /* tmp: parsed into IJ before anything is written */
+    rc = tt_get_tmp(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v);
     if (rc == TETHER_ENOTFOUND) rc = TETHER_ECORRUPT;
     if (rc) goto out;
     if ((rc = tt_r_obx_decode(v, &o))) goto out;

@@ -712,79 +712,6 @@ static int mark_resolved(part *b, const tt_op *op, json_t *rec,
 
 /* ---- audit -------------------------------------------------------------- */
 
-/* Which fields of IN met a concurrent write, told from the document as it
- * was before the merge. Descriptive only, for the audit trail: the decision
- * itself was made by tt_merge_intent, whose count (res->concurrent) says
- * how many entries to write. */
-static int field_concurrent(const tt_doc *old, const tt_intent *in,
-                            const char *name, const json_t *base_value) {
-  const tt_field *f = tt_doc_field(old, name);
-  if (old->deleted && old->del_stamp.seq > in->base &&
-      memcmp(old->del_stamp.origin, in->client, TT_ID_LEN) != 0)
-    return 1;
-  if (!f || f->stamp.seq <= in->base ||
-      memcmp(f->stamp.origin, in->client, TT_ID_LEN) == 0)
-    return 0;
-  return !tt_canon_equal(f->value, base_value);
-}
-
-typedef struct {
-  const char *names[16];
-  size_t n;
-} cand_list;
-
-static void cand_add(cand_list *cl, const char *name) {
-  for (size_t i = 0; i < cl->n; i++)
-    if (!strcmp(cl->names[i], name))
-      return;
-  if (cl->n < sizeof cl->names / sizeof cl->names[0])
-    cl->names[cl->n++] = name;
-}
-
-static void find_concurrent(const tt_doc *old, const tt_intent *in,
-                            cand_list *cl) {
-  for (size_t i = 0; i < in->nops; i++) {
-    const tt_op *op = &in->ops[i];
-    switch (op->kind) {
-    case TT_OP_SET:
-    case TT_OP_UNSET:
-    case TT_OP_INCR:
-    case TT_OP_ADD:
-    case TT_OP_REMOVE:
-      if (op->field && field_concurrent(old, in, op->field, op->base_value))
-        cand_add(cl, op->field);
-      break;
-    case TT_OP_CREATE: {
-      const char *k;
-      json_t *val;
-      json_object_foreach(op->value, k, val) {
-        if (field_concurrent(old, in, k, NULL))
-          cand_add(cl, k);
-      }
-      for (size_t f = 0; f < old->nfields; f++)
-        if (old->fields[f].value &&
-            !json_object_get(op->value, old->fields[f].name) &&
-            field_concurrent(old, in, old->fields[f].name,
-                             old->fields[f].value))
-          cand_add(cl, old->fields[f].name);
-      break;
-    }
-    case TT_OP_DELETE:
-      for (size_t f = 0; f < old->nfields; f++) {
-        const tt_field *fl = &old->fields[f];
-        if (fl->value && fl->stamp.seq > in->base &&
-            memcmp(fl->stamp.origin, in->client, TT_ID_LEN) != 0) {
-          cand_add(cl, "_doc");
-          break;
-        }
-      }
-      break;
-    default:
-      break;
-    }
-  }
-}
-
 /* Audit keys are (p, seq, n): entries written by intents that changed
  * nothing share the partition's current seq, so n tells them apart. At a
  * seq first reached in this transaction n starts at 0 (nothing can be
@@ -828,18 +755,17 @@ static int audit_put(part *b, uint32_t p, const json_t *entry) {
   return put_json(b, TT_TABLE_AUDIT, k, sizeof k, entry);
 }
 
+/* One audit entry per same-field concurrent write the merge engine
+ * detected; it names each field (res->concurrent_fields), so nothing of
+ * the decision is worked out again here. */
 static int audit(part *b, const tt_intent *in, const char *rephex,
-                 uint32_t p, tt_bytes old_bytes, const tt_doc *now,
-                 const tt_merge_result *res, uint64_t commit) {
-  tt_doc old = {0};
-  cand_list cl = {.n = 0};
+                 uint32_t p, const tt_doc *now, const tt_merge_result *res,
+                 uint64_t commit) {
   int rc = 0;
 
-  if (old_bytes.len && tt_doc_decode(old_bytes.data, old_bytes.len, &old))
-    memset(&old, 0, sizeof old);
-  find_concurrent(&old, in, &cl);
   for (size_t i = 0; i < res->concurrent && !rc; i++) {
-    const char *field = i < cl.n ? cl.names[i] : NULL;
+    const char *field =
+        res->concurrent_fields ? res->concurrent_fields[i] : NULL;
     int doc = field && !strcmp(field, "_doc");
     tt_policy pol =
         tt_policy_lookup(b->s->pol, in->coll, doc ? NULL : field);
@@ -879,7 +805,6 @@ static int audit(part *b, const tt_intent *in, const char *rephex,
       rc = audit_put(b, p, e);
     json_decref(e);
   }
-  tt_doc_clear(&old);
   return rc;
 }
 
@@ -902,7 +827,9 @@ static int apply_intent(part *b, jstate *js, size_t idx) {
   uint64_t prev_version = 0, commit = 0;
   int rc, ok = 1;
 
-  rc = tt_get(b->t, TT_TABLE_DOCS, key, &old);
+  /* Decoded at once (tt_doc copies what it keeps), so LMDB needs no
+   * private copy of a page this transaction already wrote. */
+  rc = tt_get_tmp(b->t, TT_TABLE_DOCS, key, &old);
   if (rc == TETHER_ENOTFOUND) {
     old.data = NULL;
     old.len = 0;
@@ -948,11 +875,9 @@ static int apply_intent(part *b, jstate *js, size_t idx) {
     b->seq++;
   commit = res.changed ? b->seq : prev_version;
 
-  /* The old document bytes are still valid: nothing was written since the
-   * get. Audit first, before any put. */
   if (res.concurrent) {
     b->n_conc += res.concurrent;
-    rc = audit(b, in, rephex, p, old, &doc, &res, commit);
+    rc = audit(b, in, rephex, p, &doc, &res, commit);
     if (rc)
       goto out;
   }

@@ -300,7 +300,8 @@ out:
   return rc;
 }
 
-static int lm_get(tt_txn *base, tt_table tab, tt_bytes key, tt_bytes *val) {
+static int lm_get_any(tt_txn *base, tt_table tab, tt_bytes key, tt_bytes *val,
+                      int stable) {
   lm_txn *t = (lm_txn *)base;
   lm_store *s = (lm_store *)base->store;
   MDB_val k, v;
@@ -321,12 +322,24 @@ static int lm_get(tt_txn *base, tt_table tab, tt_bytes key, tt_bytes *val) {
   mrc = mdb_get(t->txn, s->dbi[tab], &k, &v);
   if (mrc)
     return lm_map(mrc);
-  rc = lm_stable(t, tab, &v);
+  rc = stable ? lm_stable(t, tab, &v) : 0;
   if (rc)
     return rc;
   val->data = v.mv_size ? v.mv_data : lm_empty;
   val->len = v.mv_size;
   return 0;
+}
+
+static int lm_get(tt_txn *base, tt_table tab, tt_bytes key, tt_bytes *val) {
+  return lm_get_any(base, tab, key, val, 1);
+}
+
+/* Valid until the next put or del: the page may be edited in place by the
+ * next write, which the caller has promised not to make before it is done
+ * with the value. */
+static int lm_get_tmp(tt_txn *base, tt_table tab, tt_bytes key,
+                      tt_bytes *val) {
+  return lm_get_any(base, tab, key, val, 0);
 }
 
 static int lm_put(tt_txn *base, tt_table tab, tt_bytes key, tt_bytes val) {
@@ -554,6 +567,7 @@ static const tt_store_ops lm_ops = {
     .name = "lmdb",
     .begin = lm_begin,
     .get = lm_get,
+    .get_tmp = lm_get_tmp,
     .put = lm_put,
     .del = lm_del,
     .scan = lm_scan,

@@ -56,3 +56,9 @@ void tt_store_last_error(tt_store *s, char *buf, size_t len) {
   if (s && s->ops->last_error)
     s->ops->last_error(s, buf, len);
 }
+
+int tt_get_tmp(tt_txn *t, tt_table tab, tt_bytes key, tt_bytes *val) {
+  if (t->store->ops->get_tmp)
+    return t->store->ops->get_tmp(t, tab, key, val);
+  return t->store->ops->get(t, tab, key, val);
+}

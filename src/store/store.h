@@ -63,6 +63,11 @@ typedef struct tt_store_ops {
   int (*begin)(tt_store *s, unsigned partition, int write, tt_txn **out);
   /* TETHER_ENOTFOUND when absent. *VAL valid until the transaction ends. */
   int (*get)(tt_txn *t, tt_table tab, tt_bytes key, tt_bytes *val);
+  /* Optional (NULL: get is used): as get, but *VAL is valid only until the
+   * next put or del on T. For a caller that decodes the value at once: LMDB then
+   * needs no private copy of a page the transaction already wrote, so a
+   * transaction that re-reads what it writes costs no memory per read. */
+  int (*get_tmp)(tt_txn *t, tt_table tab, tt_bytes key, tt_bytes *val);
   /* A put/del that fails with TETHER_EINVAL or TETHER_ETOOBIG (key longer
    * than the backend's maximum: 511 bytes for LMDB) changed nothing and T
    * goes on; any other failed put/del leaves T able only to end: later calls
@@ -133,6 +138,8 @@ void tt_store_close(tt_store *s);
 
 /* The transaction remembers its store so the wrappers need only T. */
 int tt_get(tt_txn *t, tt_table tab, tt_bytes key, tt_bytes *val);
+/* *VAL valid only until the next put or del on T (see get_tmp). */
+int tt_get_tmp(tt_txn *t, tt_table tab, tt_bytes key, tt_bytes *val);
 int tt_put(tt_txn *t, tt_table tab, tt_bytes key, tt_bytes val);
 int tt_del(tt_txn *t, tt_table tab, tt_bytes key);
 int tt_scan(tt_txn *t, tt_table tab, tt_bytes from, tt_scan_cb cb, void *ctx);
