@@ -748,6 +748,32 @@ static void test_vanished_while_open(void **state) {
   assert_int_equal(has(f->st, TT_TABLE_DOCS, "after", "2"), 0);
 }
 
+/* Re-reading a value the transaction wrote: get keeps a private copy per
+ * read (bounded, ENOMEM past the bound), get_tmp none — 400 reads of 1 MiB
+ * would be 400 MiB of copies. */
+static void test_get_tmp_rereads(void **state) {
+  fixture *f = *state;
+  tt_txn *t = NULL;
+  size_t n = 1u << 20;
+  char *big = malloc(n);
+  tt_bytes v;
+  assert_non_null(big);
+  memset(big, 'x', n);
+  assert_int_equal(tt_txn_begin(f->st, 0, 1, &t), 0);
+  assert_int_equal(tt_put(t, TT_TABLE_DOCS, B("big"), BN(big, n)), 0);
+  for (int i = 0; i < 400; i++) {
+    assert_int_equal(tt_get_tmp(t, TT_TABLE_DOCS, B("big"), &v), 0);
+    assert_int_equal(v.len, n);
+    assert_memory_equal(v.data, big, 64);
+  }
+  int rc = 0;
+  for (int i = 0; i < 400 && rc == 0; i++)
+    rc = tt_get(t, TT_TABLE_DOCS, B("big"), &v);
+  assert_int_equal(rc, TETHER_ENOMEM); /* the bound on copies holds */
+  tt_abort(t);
+  free(big);
+}
+
 static void test_not_a_store(void **state) {
   fixture *f = *state;
   char err[512], path[128];
@@ -833,6 +859,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_missing_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(test_vanished_while_open, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_get_tmp_rereads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_a_store, setup, teardown),
       cmocka_unit_test_setup_teardown(test_double_open, setup, teardown),
       cmocka_unit_test_setup_teardown(test_key_too_long, setup, teardown),
