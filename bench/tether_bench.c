@@ -8,6 +8,12 @@
  *
  * stdout: exactly one JSON line per run. stderr: progress and, at the end,
  * median/min/max across runs.
+ *
+ * With --backend redis://… or redis-cluster://… the server keeps its state
+ * in that Redis instead. The bench then talks to Redis itself only through
+ * `redis-cli` (a child process, like the server): FLUSHALL on every master
+ * before each run, and INFO around each measured phase for the Redis side
+ * of the cost (commands per document, Redis CPU, AOF bytes).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -42,7 +48,7 @@
 
 #define COLL "docs"
 #define MAX_RUNS 100
-#define MAX_METRICS 64
+#define MAX_METRICS 160
 #define MAX_SYNC_CALLS 20 /* a sync loop that needs more is not converging */
 
 /* ---- options ------------------------------------------------------------ */
@@ -57,6 +63,8 @@ typedef struct {
   uint32_t timeout_ms;
   const char *tmpbase;
   int quiet;
+  const char *backend;   /* NULL: LMDB at the server's --data */
+  uint32_t partitions;   /* 0: the server's default */
 } options;
 
 static options g_opt;
@@ -255,6 +263,20 @@ static void res_print_json(FILE *f, const char *workload, uint64_t n, int run,
                            const result *r) {
   fprintf(f, "{\"workload\":\"%s\",\"n\":%llu,\"run\":%d,\"ok\":%s", workload,
           (unsigned long long)n, run, r->ok ? "true" : "false");
+  if (g_opt.backend) {
+    /* the password, if any, stays out of the results */
+    const char *at = strrchr(g_opt.backend, '@'), *sch = strstr(g_opt.backend, "://");
+    fputs(",\"backend\":", f);
+    if (at && sch && sch < at) {
+      char masked[512];
+      snprintf(masked, sizeof masked, "%.*s***%s", (int)(sch + 3 - g_opt.backend),
+               g_opt.backend, at);
+      json_escape_print(f, masked);
+    } else {
+      json_escape_print(f, g_opt.backend);
+    }
+  }
+  if (g_opt.partitions) fprintf(f, ",\"partitions\":%u", (unsigned)g_opt.partitions);
   for (int i = 0; i < r->nm; i++) {
     const metric *m = &r->m[i];
     fprintf(f, ",\"%s\":", m->name);
@@ -1003,8 +1025,27 @@ static int server_start(server_proc *s, const char *datadir, const char *log,
         dup2(nul, 0);
         close(nul);
       }
-      execl(g_tether_path, "tether", "serve", "--data", datadir, "--listen",
-            listen, (char *)NULL);
+      const char *argv[12];
+      char parts[16];
+      int k = 0;
+      argv[k++] = "tether";
+      argv[k++] = "serve";
+      if (g_opt.backend) {
+        argv[k++] = "--backend";
+        argv[k++] = g_opt.backend;
+      } else {
+        argv[k++] = "--data";
+        argv[k++] = datadir;
+      }
+      if (g_opt.partitions) {
+        snprintf(parts, sizeof parts, "%u", (unsigned)g_opt.partitions);
+        argv[k++] = "--partitions";
+        argv[k++] = parts;
+      }
+      argv[k++] = "--listen";
+      argv[k++] = listen;
+      argv[k] = NULL;
+      execv(g_tether_path, (char *const *)argv);
       fprintf(stderr, "exec %s: %s\n", g_tether_path, strerror(errno));
       _exit(127);
     }
@@ -1209,6 +1250,415 @@ static int rm_cb(const char *path, const struct stat *sb, int flag,
 }
 static void rm_rf(const char *dir) { nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
 
+static void put_delta(result *r, const char *name, double after, double before) {
+  double d = after - before; /* NaN propagates: not measured */
+  res_i(r, name, d);
+}
+
+/* ---- Redis, when the server keeps its state there --------------------------
+ *
+ * Reached through `redis-cli` ($TETHER_REDIS_CLI, default redis-cli) rather
+ * than a client library: this process forks, and the figures it takes are a
+ * few INFO replies per phase, outside every timed interval. */
+
+#define MAX_RNODES 64
+#define MAX_RCMDS 128
+
+typedef struct {
+  char host[256];
+  int port;
+} rnode;
+
+static struct {
+  int cluster;
+  char user[128], pass[256];
+  int db; /* -1: none given */
+  int nnodes;
+  rnode nodes[MAX_RNODES]; /* every master (single: the one server) */
+} g_redis;
+
+/* Runs redis-cli on NODE with the words of CMD (NULL-terminated); its
+ * stdout (cut at CAP-1 bytes) in OUT. 0 when it ran and exited 0. */
+static int rcli(const rnode *node, const char *const *cmd, char *out,
+                size_t cap) {
+  const char *argv[40];
+  char port[16];
+  int k = 0, p[2], rc = -1;
+  const char *bin = getenv("TETHER_REDIS_CLI");
+  if (!bin || !*bin) bin = "redis-cli";
+  snprintf(port, sizeof port, "%d", node->port);
+  argv[k++] = bin;
+  argv[k++] = "-h";
+  argv[k++] = node->host;
+  argv[k++] = "-p";
+  argv[k++] = port;
+  if (g_redis.user[0]) {
+    argv[k++] = "--user";
+    argv[k++] = g_redis.user;
+  }
+  if (g_redis.pass[0]) {
+    argv[k++] = "-a";
+    argv[k++] = g_redis.pass;
+    argv[k++] = "--no-auth-warning";
+  }
+  while (*cmd && k < (int)(sizeof argv / sizeof argv[0]) - 1) argv[k++] = *cmd++;
+  argv[k] = NULL;
+  out[0] = '\0';
+  if (pipe(p) != 0) return -1;
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(p[0]);
+    close(p[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    close(p[0]);
+    dup2(p[1], 1);
+    close(p[1]);
+    int nul = open("/dev/null", O_RDWR);
+    if (nul >= 0) {
+      dup2(nul, 0);
+      dup2(nul, 2);
+      close(nul);
+    }
+    execvp(bin, (char *const *)argv);
+    _exit(127);
+  }
+  close(p[1]);
+  size_t got = 0;
+  double t0 = now_s();
+  for (;;) {
+    struct pollfd pfd = {p[0], POLLIN, 0};
+    int pr = poll(&pfd, 1, 1000);
+    if (pr < 0 && errno == EINTR) continue;
+    /* redis-cli has no timeout of its own; FLUSHALL of a big keyspace and
+     * a connect to an unreachable host both fit in this */
+    if (now_s() - t0 > 120.0) {
+      kill(pid, SIGKILL);
+      break;
+    }
+    if (pr == 0) continue;
+    char tmp[4096];
+    ssize_t n = read(p[0], tmp, sizeof tmp);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    size_t take = (size_t)n < cap - 1 - got ? (size_t)n : cap - 1 - got;
+    memcpy(out + got, tmp, take);
+    got += take; /* the rest is drained and dropped */
+  }
+  out[got] = '\0';
+  close(p[0]);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 0) rc = 0;
+  return rc;
+}
+
+/* "HOST[:PORT]" or "[V6]:PORT" of length LEN into N. */
+static int rnode_parse(const char *s, size_t len, rnode *n) {
+  const char *end = s + len, *colon = NULL;
+  size_t hl;
+  if (len && s[0] == '[') {
+    const char *rb = memchr(s, ']', len);
+    if (!rb) return -1;
+    hl = (size_t)(rb - s - 1);
+    if (hl == 0 || hl >= sizeof n->host) return -1;
+    memcpy(n->host, s + 1, hl);
+    colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+    if (rb + 1 < end && !colon) return -1;
+  } else {
+    colon = memchr(s, ':', len);
+    hl = colon ? (size_t)(colon - s) : len;
+    if (hl == 0 || hl >= sizeof n->host) return -1;
+    memcpy(n->host, s, hl);
+  }
+  n->host[hl] = '\0';
+  n->port = 6379;
+  if (colon) {
+    char num[8];
+    size_t pl = (size_t)(end - colon - 1);
+    if (pl == 0 || pl >= sizeof num) return -1;
+    memcpy(num, colon + 1, pl);
+    num[pl] = '\0';
+    char *e = NULL;
+    long v = strtol(num, &e, 10);
+    if (*e || v <= 0 || v > 65535) return -1;
+    n->port = (int)v;
+  }
+  return 0;
+}
+
+/* Parses --backend (the forms of docs/REDIS.md) into g_redis.nodes: the
+ * server itself, or the cluster's seeds (replaced by its masters later). */
+static int redis_parse_url(const char *url) {
+  const char *rest;
+  memset(&g_redis, 0, sizeof g_redis);
+  g_redis.db = -1;
+  if (!strncmp(url, "redis://", 8)) rest = url + 8;
+  else if (!strncmp(url, "redis-cluster://", 16)) {
+    rest = url + 16;
+    g_redis.cluster = 1;
+  } else
+    return -1;
+  size_t len = strcspn(rest, "?");
+  const char *at = NULL;
+  for (const char *q = rest; q < rest + len; q++)
+    if (*q == '@') at = q;
+  if (at) {
+    const char *colon = memchr(rest, ':', (size_t)(at - rest));
+    size_t ul = colon ? (size_t)(colon - rest) : 0;
+    size_t pl = colon ? (size_t)(at - colon - 1) : (size_t)(at - rest);
+    const char *ps = colon ? colon + 1 : rest;
+    if (ul >= sizeof g_redis.user || pl >= sizeof g_redis.pass) return -1;
+    memcpy(g_redis.user, rest, ul);
+    g_redis.user[ul] = '\0';
+    memcpy(g_redis.pass, ps, pl);
+    g_redis.pass[pl] = '\0';
+    len -= (size_t)(at + 1 - rest);
+    rest = at + 1;
+  }
+  const char *slash = memchr(rest, '/', len);
+  if (slash) {
+    if (g_redis.cluster) return -1;
+    char *e = NULL;
+    long db = strtol(slash + 1, &e, 10);
+    if (e != rest + len || db < 0 || slash + 1 == e) return -1;
+    g_redis.db = (int)db;
+    len = (size_t)(slash - rest);
+  }
+  while (len) {
+    const char *comma = memchr(rest, ',', len);
+    size_t l = comma ? (size_t)(comma - rest) : len;
+    if (g_redis.nnodes == MAX_RNODES ||
+        rnode_parse(rest, l, &g_redis.nodes[g_redis.nnodes]) != 0)
+      return -1;
+    g_redis.nnodes++;
+    if (!comma) break;
+    if (!g_redis.cluster) return -1;
+    len -= l + 1;
+    rest = comma + 1;
+  }
+  return g_redis.nnodes ? 0 : -1;
+}
+
+/* For a cluster, replaces the seeds by every master that CLUSTER NODES
+ * (asked of the first seed that answers) lists as reachable. */
+static int redis_discover(void) {
+  static char buf[1 << 16];
+  static const char *const cmd[] = {"CLUSTER", "NODES", NULL};
+  if (!g_redis.cluster) {
+    static const char *const ping[] = {"PING", NULL};
+    if (rcli(&g_redis.nodes[0], ping, buf, sizeof buf) != 0 ||
+        strncmp(buf, "PONG", 4) != 0) {
+      logf_("tether_bench: redis %s:%d does not answer PING%s%s\n",
+            g_redis.nodes[0].host, g_redis.nodes[0].port, buf[0] ? ": " : "",
+            buf);
+      return -1;
+    }
+    return 0;
+  }
+  int i;
+  for (i = 0; i < g_redis.nnodes; i++)
+    if (rcli(&g_redis.nodes[i], cmd, buf, sizeof buf) == 0 &&
+        strstr(buf, "master"))
+      break;
+  if (i == g_redis.nnodes) {
+    logf_("tether_bench: no seed of %s answers CLUSTER NODES\n", g_opt.backend);
+    return -1;
+  }
+  int n = 0;
+  rnode found[MAX_RNODES];
+  for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+    /* <id> <ip:port@cport[,hostname]> <flags> ... */
+    char addr[300], flags[200];
+    if (sscanf(line, "%*s %299s %199s", addr, flags) != 2) continue;
+    if (!strstr(flags, "master") || strstr(flags, "fail") ||
+        strstr(flags, "noaddr") || strstr(flags, "handshake"))
+      continue;
+    char *atp = strchr(addr, '@');
+    if (atp) *atp = '\0';
+    char *colon = strrchr(addr, ':');
+    if (!colon || n == MAX_RNODES) continue;
+    *colon = '\0';
+    if (strlen(addr) >= sizeof found[0].host) continue;
+    snprintf(found[n].host, sizeof found[n].host, "%s", addr);
+    found[n].port = atoi(colon + 1);
+    n++;
+  }
+  if (!n) {
+    logf_("tether_bench: CLUSTER NODES lists no reachable master\n");
+    return -1;
+  }
+  memcpy(g_redis.nodes, found, sizeof found[0] * (size_t)n);
+  g_redis.nnodes = n;
+  return 0;
+}
+
+/* Waits (at most 60 s) until no AOF rewrite runs or is scheduled on NODE. */
+static int redis_wait_rewrite(const rnode *node) {
+  static char buf[8192];
+  static const char *const cmd[] = {"INFO", "persistence", NULL};
+  double t0 = now_s();
+  while (now_s() - t0 < 60.0) {
+    if (rcli(node, cmd, buf, sizeof buf) != 0) return -1;
+    if (strstr(buf, "aof_rewrite_in_progress:0") &&
+        strstr(buf, "aof_rewrite_scheduled:0"))
+      return 0;
+    usleep(100000);
+  }
+  return -1;
+}
+
+/* Empties every master before a run (FLUSHALL: every database of it), then
+ * rewrites its AOF so that each run starts from the same small file rather
+ * than inheriting the previous run's, whose size decides when Redis's own
+ * automatic rewrite fires. */
+static int redis_flush(result *r) {
+  static char buf[4096];
+  static const char *const flush[] = {"FLUSHALL", NULL};
+  static const char *const rewrite[] = {"BGREWRITEAOF", NULL};
+  static const char *const dbsize[] = {"DBSIZE", NULL};
+  double t0 = now_s();
+  for (int i = 0; i < g_redis.nnodes; i++) {
+    const rnode *n = &g_redis.nodes[i];
+    if (redis_wait_rewrite(n) != 0 || rcli(n, flush, buf, sizeof buf) != 0 ||
+        strncmp(buf, "OK", 2) != 0) {
+      res_fail(r, "FLUSHALL on redis %s:%d: %.200s", n->host, n->port, buf);
+      return -1;
+    }
+    if (rcli(n, rewrite, buf, sizeof buf) != 0 || redis_wait_rewrite(n) != 0) {
+      res_fail(r, "BGREWRITEAOF on redis %s:%d: %.200s", n->host, n->port, buf);
+      return -1;
+    }
+    if (rcli(n, dbsize, buf, sizeof buf) != 0 || strtol(buf, NULL, 10) != 0) {
+      res_fail(r, "redis %s:%d not empty after FLUSHALL (DBSIZE %.40s)",
+               n->host, n->port, buf);
+      return -1;
+    }
+  }
+  logf_("  redis: FLUSHALL + BGREWRITEAOF on %d node%s (%.2f s)\n",
+        g_redis.nnodes, g_redis.nnodes == 1 ? "" : "s", now_s() - t0);
+  return 0;
+}
+
+/* Counters of every master, summed. */
+typedef struct {
+  int ok;
+  int ncmd;
+  char cmd[MAX_RCMDS][32];
+  double calls[MAX_RCMDS], usec[MAX_RCMDS];
+  double cpu_s, aof_rewrites, used_memory, aof_size, disk_write, keys;
+} redis_snap;
+
+static double info_field(const char *text, const char *key) {
+  size_t kl = strlen(key);
+  for (const char *p = text; p && *p;) {
+    if (!strncmp(p, key, kl) && p[kl] == ':') return strtod(p + kl + 1, NULL);
+    p = strchr(p, '\n');
+    if (p) p++;
+  }
+  return NAN;
+}
+
+static void redis_snap_read(redis_snap *s) {
+  static char buf[1 << 16];
+  static const char *const cmd[] = {"INFO", "server", "cpu", "memory",
+                                    "persistence", "keyspace", "commandstats",
+                                    NULL};
+  memset(s, 0, sizeof *s);
+  s->ok = 1;
+  for (int i = 0; i < g_redis.nnodes; i++) {
+    if (rcli(&g_redis.nodes[i], cmd, buf, sizeof buf) != 0 ||
+        !strstr(buf, "# Commandstats")) {
+      s->ok = 0;
+      return;
+    }
+    s->cpu_s += info_field(buf, "used_cpu_sys") + info_field(buf, "used_cpu_user");
+    s->aof_rewrites += info_field(buf, "aof_rewrites");
+    s->used_memory += info_field(buf, "used_memory");
+    s->aof_size += info_field(buf, "aof_current_size");
+    double pid = info_field(buf, "process_id");
+    /* the node runs here (loopback) and is readable: its storage writes */
+    s->disk_write += isnan(pid) ? NAN : proc_write_bytes((pid_t)pid);
+    /* dbN:keys=K,expires=…: every database */
+    for (char *p = strstr(buf, "\ndb"); p; p = strstr(p + 1, "\ndb")) {
+      char *kp = strstr(p, ":keys=");
+      char *eol = strchr(p + 1, '\n');
+      if (kp && (!eol || kp < eol)) s->keys += strtod(kp + 6, NULL);
+    }
+    for (char *p = strstr(buf, "cmdstat_"); p; p = strstr(p, "cmdstat_")) {
+      char name[32];
+      double calls = 0, usec = 0;
+      p += 8;
+      size_t nl = strcspn(p, ":");
+      if (nl >= sizeof name) continue;
+      memcpy(name, p, nl);
+      name[nl] = '\0';
+      if (sscanf(p + nl, ":calls=%lf,usec=%lf", &calls, &usec) != 2) continue;
+      int j;
+      for (j = 0; j < s->ncmd; j++)
+        if (!strcmp(s->cmd[j], name)) break;
+      if (j == s->ncmd) {
+        if (s->ncmd == MAX_RCMDS) continue;
+        snprintf(s->cmd[s->ncmd++], sizeof s->cmd[0], "%s", name);
+      }
+      s->calls[j] += calls;
+      s->usec[j] += usec;
+    }
+  }
+}
+
+/* The Redis side of a phase of N documents. INFO itself (the bench's own
+ * snapshots) is left out of the command counts. */
+static void put_redis_phase(result *r, const redis_snap *a, const redis_snap *b,
+                            uint64_t n) {
+  if (!a->ok || !b->ok) {
+    res_fail(r, "redis INFO failed");
+    return;
+  }
+  double calls = 0, usec = 0;
+  for (int j = 0; j < b->ncmd; j++) {
+    if (!strcmp(b->cmd[j], "info")) continue;
+    /* EXEC's time includes the commands it ran, which count their own */
+    int in_exec = !strcmp(b->cmd[j], "exec");
+    double c0 = 0, u0 = 0;
+    for (int i = 0; i < a->ncmd; i++)
+      if (!strcmp(a->cmd[i], b->cmd[j])) {
+        c0 = a->calls[i];
+        u0 = a->usec[i];
+      }
+    calls += b->calls[j] - c0;
+    if (!in_exec) usec += b->usec[j] - u0;
+  }
+  res_i(r, "redis_calls", calls);
+  res_f(r, "redis_calls_per_doc", calls / (double)n);
+  res_f(r, "redis_cmd_s", usec / 1e6);
+  res_f(r, "redis_cpu_s", b->cpu_s - a->cpu_s);
+  put_delta(r, "redis_disk_write_bytes", b->disk_write, a->disk_write);
+  put_delta(r, "redis_aof_rewrites", b->aof_rewrites, a->aof_rewrites);
+  put_delta(r, "redis_used_memory_bytes", b->used_memory, a->used_memory);
+  res_i(r, "redis_aof_bytes", b->aof_size);
+  put_delta(r, "redis_keys", b->keys, a->keys);
+  /* per command: calls (rc_) and seconds executing (rt_) */
+  for (int j = 0; j < b->ncmd; j++) {
+    char name[48];
+    double c0 = 0, u0 = 0;
+    if (!strcmp(b->cmd[j], "info")) continue;
+    for (int i = 0; i < a->ncmd; i++)
+      if (!strcmp(a->cmd[i], b->cmd[j])) {
+        c0 = a->calls[i];
+        u0 = a->usec[i];
+      }
+    if (b->calls[j] - c0 <= 0) continue;
+    snprintf(name, sizeof name, "rc_%s", b->cmd[j]);
+    res_i(r, name, b->calls[j] - c0);
+    snprintf(name, sizeof name, "rt_%s", b->cmd[j]);
+    res_f(r, name, (b->usec[j] - u0) / 1e6);
+  }
+}
+
 /* ---- one run of a workload ------------------------------------------------- */
 
 typedef struct {
@@ -1237,6 +1687,8 @@ static int world_make(world *w, const char *workload, int run, result *r) {
     return -1;
   }
   logf_("  dir %s\n", w->root);
+  /* every run starts from an empty store, on Redis as on LMDB */
+  if (g_opt.backend && redis_flush(r) != 0) return -1;
   return server_start(&w->srv, w->server_dir, w->log, r);
 }
 
@@ -1248,11 +1700,6 @@ static void world_end(world *w, result *r) {
     logf_("  kept %s%s\n", w->root, r->ok ? "" : " (run failed: server.log inside)");
   else
     rm_rf(w->root);
-}
-
-static void put_delta(result *r, const char *name, double after, double before) {
-  double d = after - before; /* NaN propagates: not measured */
-  res_i(r, name, d);
 }
 
 /* Peak anonymous RSS of the child just run (as CHILD_KEY) and of the server
@@ -1278,11 +1725,15 @@ static int do_load(world *w, uint64_t n, result *r, const char *label) {
   result c;
   long rss;
   server_metrics m0, m1;
+  static redis_snap rs0, rs1;
+  if (g_opt.backend) redis_snap_read(&rs0);
   server_metrics_read(&w->srv, &m0);
   double cpu = NAN;
   run_child(role_load, &a, &c, &rss, &cpu);
   server_metrics_read(&w->srv, &m1);
+  if (g_opt.backend) redis_snap_read(&rs1);
   res_merge(r, &c, "");
+  if (g_opt.backend) put_redis_phase(r, &rs0, &rs1, n);
   put_anon_peaks(r, "replica_peak_anon_kb");
   if (rss > 0) res_i(r, "replica_maxrss_kb", (double)rss);
   res_f(r, "replica_cpu_s", cpu);
@@ -1299,7 +1750,8 @@ static int do_load(world *w, uint64_t n, result *r, const char *label) {
 static void run_w1(uint64_t n, int run, result *r) {
   world w;
   if (world_make(&w, "W1", run, r) == 0 && do_load(&w, n, r, "W1") == 0) {
-    res_i(r, "server_store_bytes", du(w.server_dir));
+    /* on Redis: redis_used_memory_bytes and redis_aof_bytes instead */
+    if (!g_opt.backend) res_i(r, "server_store_bytes", du(w.server_dir));
     res_i(r, "replica_store_bytes", du(w.a_dir));
   }
   world_end(&w, r);
@@ -1322,11 +1774,15 @@ static void run_w2(uint64_t n, int run, result *r) {
     result c;
     long rss;
     server_metrics m0, m1;
+    static redis_snap rs0, rs1;
+    if (g_opt.backend) redis_snap_read(&rs0);
     server_metrics_read(&w.srv, &m0);
     double cpu = NAN;
     run_child(role_pull, &a, &c, &rss, &cpu);
     server_metrics_read(&w.srv, &m1);
+    if (g_opt.backend) redis_snap_read(&rs1);
     res_merge(r, &c, "");
+    if (g_opt.backend) put_redis_phase(r, &rs0, &rs1, n);
     put_anon_peaks(r, "replica_peak_anon_kb");
     if (rss > 0) res_i(r, "replica_maxrss_kb", (double)rss);
     res_f(r, "replica_cpu_s", cpu);
@@ -1367,11 +1823,15 @@ static void run_w3(uint64_t n, int run, result *r) {
     result c;
     long rss;
     server_metrics m0, m1;
+    static redis_snap rs0, rs1;
+    if (g_opt.backend) redis_snap_read(&rs0);
     server_metrics_read(&w.srv, &m0);
     double cpu = NAN;
     run_child(role_w3, &a, &c, &rss, &cpu);
     server_metrics_read(&w.srv, &m1);
+    if (g_opt.backend) redis_snap_read(&rs1);
     res_merge(r, &c, "");
+    if (g_opt.backend) put_redis_phase(r, &rs0, &rs1, n);
     put_anon_peaks(r, "replicas_peak_anon_kb");
     res_f(r, "replicas_cpu_s", cpu);
     put_server_phase(r, &m0, &m1);
@@ -1446,9 +1906,10 @@ static void usage(FILE *f) {
 "usage: tether_bench --workload W1|W2|W3 [options]\n"
 "\n"
 "Measures a workload of WORKLOADS.md. Each run starts a fresh `tether serve`\n"
-"(a separate process on a free 127.0.0.1 port, data in a new temp dir) and\n"
-"drives replicas through tether.h in forked child processes, over HTTP.\n"
-"Durability is as shipped.\n"
+"(a separate process on a free 127.0.0.1 port, data in a new temp dir, or\n"
+"in an emptied Redis with --backend) and drives replicas through tether.h\n"
+"in forked child processes, over HTTP. Durability is as shipped (on Redis:\n"
+"as its appendonly/appendfsync settings make it).\n"
 "\n"
 "  W1  push-bulk: one replica creates N docs offline (batched local writes),\n"
 "      then syncs until the outbox is empty. docs/s for the sync and for\n"
@@ -1470,12 +1931,29 @@ static void usage(FILE *f) {
 "                        (default 10000)\n"
 "      --timeout-ms MS   per-request sync timeout (default: library default)\n"
 "      --tmpdir DIR      where run dirs are made (default $TMPDIR or /tmp)\n"
+"      --backend URL     run the server as `tether serve --backend URL`:\n"
+"                        redis://HOST:PORT[/DB] or\n"
+"                        redis-cluster://HOST:PORT[,HOST:PORT...]\n"
+"                        (docs/REDIS.md). Before EVERY run the bench sends\n"
+"                        FLUSHALL to the server or to every master of the\n"
+"                        cluster, erasing all its databases, then\n"
+"                        BGREWRITEAOF; use a Redis that holds nothing else.\n"
+"                        Each phase then also reports Redis's side, from\n"
+"                        INFO before and after it, summed over the masters:\n"
+"                        commands (redis_calls, per document; rc_<command>\n"
+"                        calls and rt_<command> seconds executing), CPU,\n"
+"                        disk writes, memory, keys, AOF size. Uses\n"
+"                        redis-cli ($TETHER_REDIS_CLI, default redis-cli).\n"
+"                        Default: LMDB in the run's dir.\n"
+"      --partitions N    run the server with --partitions N (a new store's\n"
+"                        partition count; default: the server's)\n"
 "  -k, --keep            keep each run's dir (server data, replicas, log)\n"
 "  -q, --quiet           less progress on stderr\n"
 "  -h, --help            this text\n"
 "\n"
 "stdout: one JSON line per run, e.g.\n"
-"  {\"workload\":\"W1\",\"n\":100000,\"run\":1,\"ok\":true,\"docs_per_s\":...}\n"
+"  {\"workload\":\"W1\",\"n\":100000,\"run\":1,\"ok\":true,\"docs_per_s\":...}\n""With --backend it also holds \"backend\" (any password shown as ***) and,\n"
+"with --partitions, \"partitions\".\n"
 "stderr: progress, then median/min/max of every figure across runs.\n"
 "Bytes come from the server's tether_http_{request,response}_bytes_total\n"
 "(null if it lacks them; lo_bytes is the loopback delta, a rough fallback).\n"
@@ -1529,6 +2007,8 @@ int main(int argc, char **argv) {
       {"batch", required_argument, NULL, 'b'},
       {"timeout-ms", required_argument, NULL, 'T'},
       {"tmpdir", required_argument, NULL, 'D'},
+      {"backend", required_argument, NULL, 'B'},
+      {"partitions", required_argument, NULL, 'P'},
       {"keep", no_argument, NULL, 'k'},
       {"quiet", no_argument, NULL, 'q'},
       {"help", no_argument, NULL, 'h'},
@@ -1558,6 +2038,11 @@ int main(int argc, char **argv) {
       g_opt.timeout_ms = (uint32_t)v;
       break;
     case 'D': g_opt.tmpbase = optarg; break;
+    case 'B': g_opt.backend = optarg; break;
+    case 'P':
+      if (parse_u64(optarg, &v) || v == 0 || v > 65536) goto bad;
+      g_opt.partitions = (uint32_t)v;
+      break;
     case 'k': g_opt.keep = 1; break;
     case 'q': g_opt.quiet = 1; break;
     case 'h': usage(stdout); return 0;
@@ -1574,7 +2059,7 @@ int main(int argc, char **argv) {
   static const char *const h1[] = {
       "docs_per_s", "create_sync_docs_per_s", "create_docs_per_s",
       "server_peak_rss_kb", "server_peak_anon_kb", "bytes_sent", "sync_s",
-      "create_s", NULL};
+      "create_s", "redis_calls_per_doc", NULL};
   static const char *const h2[] = {
       "docs_per_s", "seconds", "bytes_received", "replica_peak_rss_kb",
       "replica_peak_anon_kb", "server_peak_rss_kb", NULL};
@@ -1589,6 +2074,14 @@ int main(int argc, char **argv) {
             g_opt.tether_bin ? g_opt.tether_bin : "");
     return 2;
   }
+  if (g_opt.backend) {
+    if (redis_parse_url(g_opt.backend) != 0) {
+      fprintf(stderr, "tether_bench: --backend \"%s\" is not redis://HOST:PORT[/DB] "
+              "or redis-cluster://HOST:PORT[,HOST:PORT...]\n", g_opt.backend);
+      return 2;
+    }
+    if (redis_discover() != 0) return 1;
+  }
   if (sodium_init() < 0) {
     fprintf(stderr, "tether_bench: sodium_init failed\n");
     return 1;
@@ -1602,6 +2095,14 @@ int main(int argc, char **argv) {
   logf_("tether_bench %s n=%llu runs=%d batch=%llu tether=%s (library %s)\n",
         wname, (unsigned long long)g_opt.n, g_opt.runs,
         (unsigned long long)g_opt.batch, g_tether_path, tether_version());
+  if (g_opt.backend) {
+    logf_("backend %s, partitions %u (0: the server's default); %s:",
+          g_redis.cluster ? "redis-cluster" : "redis", (unsigned)g_opt.partitions,
+          g_redis.cluster ? "masters" : "server");
+    for (int i = 0; i < g_redis.nnodes; i++)
+      logf_(" %s:%d", g_redis.nodes[i].host, g_redis.nodes[i].port);
+    logf_("\n");
+  }
   for (int run = 1; run <= g_opt.runs; run++) {
     result *r = &rs[run - 1];
     memset(r, 0, sizeof *r);

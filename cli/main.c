@@ -38,7 +38,13 @@ static void errmsg(const char *fmt, ...) {
 
 typedef struct {
   int progress; /* sync --progress */
+  int unset;    /* resolve --unset */
 } cmd_opts;
+
+/* The server's largest partition count (TT_SRV_MAX_PARTITIONS in
+ * src/server/server_int.h): refused here with a usage error rather than
+ * by the server at start. */
+#define MAX_PARTITIONS 4096
 
 typedef int (*cmd_fn)(tether *t, const char *name, char **args, int nargs,
                       const cmd_opts *o);
@@ -83,9 +89,9 @@ static const command commands[] = {
      "                      share one. Add ?wait=N&wait_ms=MS to wait for N\n"
      "                      replicas after each commit (docs/REDIS.md).\n"
      "                      Default: lmdb (the embedded store at --data)\n"
-     "  --partitions N      partitions of a new store (default 1; an\n"
-     "                      existing store keeps its count); on a cluster,\n"
-     "                      more partitions spread over more nodes\n"
+     "  --partitions N      partitions of a new store, 1 to 4096 (default\n"
+     "                      1; an existing store keeps its count); on a\n"
+     "                      cluster, more partitions spread over more nodes\n"
      "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8420;\n"
      "                      port 0 picks a free port)\n"
      "  --config FILE       conflict policy file (JSON; default: all lww)\n"
@@ -136,16 +142,21 @@ static const command commands[] = {
      "              terminal)\n",
      cmd_sync},
     {"status", 0, 2, "[COLL ID]", "sync status",
-     "With COLL ID: prints one word, synced, pending, conflict or rejected.\n"
-     "Without: prints the replica's counts, one \"name: value\" per line.\n",
+     "With COLL ID: prints one word, synced, pending, conflict or rejected;\n"
+     "exits 1 if the replica has no such document (absent, or deleted and\n"
+     "synced). Without: prints the replica's counts, one \"name: value\" per\n"
+     "line.\n",
      cmd_status},
     {"conflicts", 0, 0, "", "list open conflicts",
      "Prints one JSON object per open conflict, with coll, id, field, base,\n"
      "theirs and ours. Settle one with `tether resolve`.\n",
      cmd_conflicts},
-    {"resolve", 4, 4, "COLL ID FIELD JSON", "settle a conflict",
+    {"resolve", 3, 4, "COLL ID FIELD (JSON | --unset)", "settle a conflict",
      "Settles the open conflict on FIELD of the document with the JSON\n"
-     "value; the decision syncs like any other change.\n",
+     "value, or with --unset, by leaving the field absent (null is a\n"
+     "value); the decision syncs like any other change.\n"
+     "\n"
+     "  --unset  settle with FIELD absent instead of a value\n",
      cmd_resolve},
     {"outcomes", 0, 0, "", "print new intent outcomes",
      "Prints one JSON object per outcome the server reported since the last\n"
@@ -416,8 +427,15 @@ static int cmd_status(tether *t, const char *n, char **a, int na,
   if (na == 2) {
     tether_doc_status s;
     int rc = tether_status(t, a[0], a[1], &s);
+    if (rc == 0 && s == TETHER_SYNCED) {
+      /* Nothing pending or held: "synced" is only true of a document
+       * that exists. */
+      char *json = NULL;
+      rc = tether_get(t, a[0], a[1], &json);
+      tether_free(json);
+    }
     if (rc == TETHER_ENOTFOUND) {
-      errmsg("%s: %s/%s: not found", n, a[0], a[1]);
+      errmsg("%s: %s/%s: no such document", n, a[0], a[1]);
       return EXIT_FAIL;
     }
     if (rc)
@@ -457,16 +475,19 @@ static int cmd_conflicts(tether *t, const char *n, char **a, int na,
 
 static int cmd_resolve(tether *t, const char *n, char **a, int na,
                        const cmd_opts *o) {
-  (void)na;
-  (void)o;
-  int rc = tether_resolve(t, a[0], a[1], a[2], a[3]);
+  if (o->unset != (na == 3))
+    return usage_error(find_command(n), o->unset
+                                            ? "give no JSON with --unset"
+                                            : "missing JSON (or --unset)");
+  int rc = o->unset ? tether_resolve_unset(t, a[0], a[1], a[2])
+                    : tether_resolve(t, a[0], a[1], a[2], a[3]);
   if (rc == TETHER_ENOTFOUND) {
     errmsg("%s: no open conflict on %s/%s field %s; list them with `tether "
            "conflicts`",
            n, a[0], a[1], a[2]);
     return EXIT_FAIL;
   }
-  return rc ? report(t, n, rc, a[3]) : 0;
+  return rc ? report(t, n, rc, o->unset ? NULL : a[3]) : 0;
 }
 
 static int cmd_outcomes(tether *t, const char *n, char **a, int na,
@@ -564,9 +585,10 @@ static int do_serve(const command *c, char **args, int nargs) {
     errno = 0;
     unsigned long n = strtoul(partitions, &end, 10);
     if (partitions[0] < '1' || partitions[0] > '9' || *end != '\0' ||
-        errno || n > 65536)
+        errno || n > MAX_PARTITIONS)
       return usage_error(c, "--partitions \"%s\" is not a number from 1 "
-                            "to 65536", partitions);
+                            "to %d (the server's maximum)",
+                         partitions, MAX_PARTITIONS);
     nparts = (unsigned)n;
   }
 
@@ -750,6 +772,9 @@ int main(int argc, char **argv) {
     } else if (!only_pos && strcmp(c->name, "sync") == 0 &&
                strcmp(a, "--progress") == 0) {
       o.progress = 1;
+    } else if (!only_pos && strcmp(c->name, "resolve") == 0 &&
+               strcmp(a, "--unset") == 0) {
+      o.unset = 1;
     } else if (!only_pos && a[0] == '-' && a[1] == '-') {
       rc = usage_error(c, "unknown option \"%s\"", a);
       goto done;

@@ -152,6 +152,9 @@ typedef enum {
 /* "synced", "pending", "conflict" or "rejected". Static storage. */
 const char *tether_status_name(tether_doc_status s);
 
+/* A document absent from the view with nothing pending or held on it is
+ * TETHER_SYNCED too (nothing to sync); tether_get tells whether it
+ * exists. */
 int tether_status(tether *t, const char *coll, const char *id,
                   tether_doc_status *out);
 
@@ -177,6 +180,10 @@ int tether_conflicts(tether *t, tether_json_cb cb, void *ctx);
  * conflict there. */
 int tether_resolve(tether *t, const char *coll, const char *id,
                    const char *field, const char *json_value);
+/* As tether_resolve, settling the conflict with the field absent (JSON
+ * null is a value, not an absence). */
+int tether_resolve_unset(tether *t, const char *coll, const char *id,
+                         const char *field);
 
 /* Calls CB once per intent outcome the server reported that the app has not
  * seen yet, oldest first: {"seq","coll","id","label","outcome","rule",

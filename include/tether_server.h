@@ -17,7 +17,9 @@ typedef struct tether_server tether_server; /* opaque */
 typedef struct {
   const char *data_dir;    /* embedded LMDB store; default "./tether-data" */
   const char *host;        /* listen address; default "127.0.0.1" */
-  uint16_t port;           /* default 8420; 0 picks a free port */
+  uint16_t port;           /* 0 (as in a zeroed opts) picks a free port
+                              (see tether_server_port); a NULL opts, and
+                              the CLI's `tether serve`, use 8420 */
   const char *config_path; /* policy config JSON file; NULL = all lww */
   uint64_t max_skew_ms;    /* clamp client clocks ahead by more; default 60000 */
   uint64_t map_size;       /* LMDB map size in bytes; 0 = default (64 GiB) */
@@ -33,8 +35,8 @@ typedef struct {
    * (WAIT for N replicas after each commit): several servers may share one
    * Redis or cluster (docs/REDIS.md). data_dir is unused then. */
   const char *backend;
-  /* Partitions of a new store (1 = default); an existing store keeps its
-   * own count. On Redis Cluster a partition is one hash slot, so more
+  /* Partitions of a new store, 1 to 4096 (0 = 1); an existing store keeps
+   * its own count. On Redis Cluster a partition is one hash slot, so more
    * partitions spread the data over more nodes. */
   unsigned partitions;
 } tether_server_opts;

@@ -388,6 +388,15 @@ int tether_resolve(tether *t, const char *coll, const char *id,
   return tt_api_from_replica(t, rc);
 }
 
+int tether_resolve_unset(tether *t, const char *coll, const char *id,
+                         const char *field) {
+  int rc = check_names(t, coll, id, field, 1);
+  if (rc != 0)
+    return rc;
+  return tt_api_from_replica(
+      t, tt_replica_resolve(t->r, coll, id, field, NULL, now_ms()));
+}
+
 int tether_outcomes(tether *t, tether_json_cb cb, void *ctx) {
   if (t == NULL || cb == NULL)
     return TETHER_EINVAL;

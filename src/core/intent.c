@@ -107,8 +107,12 @@ __attribute__((format(printf, 2, 3))) static void fail_msg(perr *pe,
   char msg[200];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  if (n < 0)
+    msg[0] = '\0';
+  else if ((size_t)n >= sizeof msg) /* cut, but not inside a character */
+    msg[tt_utf8_prefix(msg, sizeof msg - 1)] = '\0';
   tt_errf(pe->errbuf, pe->errlen, "intent %s: %s", pe->seqs, msg);
 }
 
@@ -177,7 +181,8 @@ static int parse_op(const json_t *j, size_t i, tt_op *op, perr *pe) {
     if (strcmp(key, "kind") && strcmp(key, "field") && strcmp(key, "value") &&
         strcmp(key, "base_value") && strcmp(key, "conflict") &&
         strcmp(key, "unset"))
-      PFAIL(TETHER_EINVAL, "ops[%zu]: unknown key '%.64s'", i, key);
+      PFAIL(TETHER_EINVAL, "ops[%zu]: unknown key '%.*s'", i,
+            (int)tt_utf8_prefix(key, 64), key);
   }
 
   v = json_object_get(j, "kind");
@@ -188,7 +193,8 @@ static int parse_op(const json_t *j, size_t i, tt_op *op, perr *pe) {
   kname = json_string_value(v);
   if (tt_op_kind_parse(kname, &op->kind) != 0 ||
       strlen(kname) != json_string_length(v))
-    PFAIL(TETHER_EINVAL, "ops[%zu].kind: unknown op kind '%.32s'", i, kname);
+    PFAIL(TETHER_EINVAL, "ops[%zu].kind: unknown op kind '%.*s'", i,
+          (int)tt_utf8_prefix(kname, 32), kname);
 
   v = json_object_get(j, "field");
   if (kind_has_field(op->kind)) {
@@ -290,7 +296,8 @@ int tt_intent_from_json(const json_t *j, tt_intent *out, char *errbuf,
       if (strcmp(key, intent_keys[k]) == 0)
         break;
     if (k == nk)
-      PFAIL(TETHER_EINVAL, "unknown key '%.64s'", key);
+      PFAIL(TETHER_EINVAL, "unknown key '%.*s'", (int)tt_utf8_prefix(key, 64),
+            key);
   }
 
   if (!(v = json_object_get(j, "client")))

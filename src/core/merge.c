@@ -23,6 +23,10 @@
  *     tt_doc_changes_since reports those fields as unset to a replica whose
  *     cursor predates the delete, and so that a later write from a replica
  *     that did not see the delete finds a concurrent stamp on the field.
+ *     Such a tombstone (no value, stamp == del_stamp, also after a
+ *     revival) is judged as the delete itself: concurrent iff R1 says so,
+ *     never by the three-way shortcut. Otherwise the fields of a create
+ *     after the one that revived the document would skip their policy.
  *  R3 No-op writes (the value already equals ours, concurrent or not)
  *     change nothing: no new stamp, no new version. A concurrent no-op is
  *     "applied" and is not counted in res->concurrent.
@@ -31,11 +35,12 @@
  *     lacks is an unset with base_value absent, in name order; each against
  *     its field's policy. create on a tombstone not concurrent with the
  *     delete (R1) revives the document with exactly the value; concurrent
- *     with it, each field goes through its policy against del_stamp and the
- *     document revives iff at least one field is written. An empty create
- *     ({}) makes a never-written or (non-concurrently) deleted document an
- *     existing empty one; concurrent with a delete it asks the collection
- *     policy.
+ *     with it, each field goes through its policy against del_stamp (every
+ *     one, also those after the field that revived the document, so that
+ *     name order never matters) and the document revives iff at least one
+ *     field is written. An empty create ({}) makes a never-written or
+ *     (non-concurrently) deleted document an existing empty one; concurrent
+ *     with a delete it asks the collection policy.
  *  R5 One op may record several conflicts (a create over fields that were
  *     each changed concurrently under "manual"). The first keeps the id
  *     "<client hex>-<seq>-<op index>"; the n-th after it gets ".<n>"
@@ -57,6 +62,7 @@
  *  R9 remove on an absent field yields [] (absent = []), written like any
  *     other value, on both the server and the replica's view.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +200,7 @@ typedef struct {
   unsigned op_conflicts; /* conflicts recorded by the current op (R5) */
   int changed;
   int rejected;
+  int vs_delete; /* a create concurrent with the delete is running (R4) */
 } mctx;
 
 typedef enum { DECIDE_APPLY, DECIDE_KEEP } decision;
@@ -220,9 +227,24 @@ static tt_stamp my_stamp(const mctx *m) {
   return s;
 }
 
-static void reject(mctx *m, const char *fmt, const char *arg) {
-  if (!m->rejected)
-    snprintf(m->res->reason, sizeof m->res->reason, fmt, arg);
+/* The reason goes into a JSON answer and a stored record, so it must stay
+ * UTF-8: client text in it is quoted with "%.*s" and tt_utf8_prefix, and
+ * tt_errf never cuts the whole in the middle of a character. */
+__attribute__((format(printf, 2, 3))) static void reject(mctx *m,
+                                                         const char *fmt,
+                                                         ...) {
+  if (!m->rejected) {
+    va_list ap;
+    char *r = m->res->reason;
+    size_t cap = sizeof m->res->reason;
+    va_start(ap, fmt);
+    int n = vsnprintf(r, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+      r[0] = '\0';
+    else if ((size_t)n >= cap)
+      r[tt_utf8_prefix(r, cap - 1)] = '\0';
+  }
   m->rejected = 1;
 }
 
@@ -319,12 +341,26 @@ static int decide(mctx *m, tt_policy p, const tt_stamp *s, const char *field,
   }
 }
 
+static int delete_concurrent(const mctx *m);
+
+static int stamp_equal(const tt_stamp *a, const tt_stamp *b) {
+  return a->seq == b->seq && a->hlc == b->hlc &&
+         memcmp(a->origin, b->origin, TT_ID_LEN) == 0;
+}
+
 /* Is a write on field entry F (NULL = no entry) with BASE_VALUE concurrent
- * with the entry's last write? (merge.h; the document is live.) */
+ * with the entry's last write? (merge.h; the document is live.) A field
+ * tombstone left by the document's delete (R2: no value, the delete's
+ * stamp) stands for the delete, so it is judged as the delete is (R1),
+ * without the three-way shortcut: once one field of a create revived the
+ * document, the next ones must still meet their policy, whatever the
+ * order of their names. */
 static int field_concurrent(const mctx *m, const tt_field *f,
                             const json_t *base_value) {
   if (!f || TT_PLANTED("ignore-base"))
     return 0;
+  if (!f->value && stamp_equal(&f->stamp, &m->w->del_stamp))
+    return delete_concurrent(m);
   if (f->stamp.seq <= m->in->base || is_mine(m, &f->stamp))
     return 0;
   return !tt_canon_equal(f->value, base_value);
@@ -343,7 +379,9 @@ static int assign(mctx *m, const char *field, json_t *ours,
   int rc;
   decision d;
   tt_policy p;
-  if (m->w->deleted) {
+  /* VS_DELETE: the create's earlier fields may have revived the document
+   * already; its other fields still meet the delete (R4). */
+  if (m->w->deleted || m->vs_delete) {
     if (!ours)
       return 0; /* already absent (R1) */
     if (!delete_concurrent(m))
@@ -389,11 +427,12 @@ static int combine(mctx *m, const tt_op *op) {
     break;
   }
   if (rc == TETHER_ETYPE) {
-    reject(m,
-           op->kind == TT_OP_INCR
-               ? "incr on field '%.100s': not an integer or overflow"
-               : "add/remove on field '%.100s': not an array",
-           op->field);
+    int fl = (int)tt_utf8_prefix(op->field, 100);
+    if (op->kind == TT_OP_INCR)
+      reject(m, "incr on field '%.*s': not an integer or overflow", fl,
+             op->field);
+    else
+      reject(m, "add/remove on field '%.*s': not an array", fl, op->field);
     return 0;
   }
   if (rc)
@@ -566,8 +605,13 @@ static int op_create(mctx *m, const tt_op *op) {
       }
       return rc;
     }
-    /* Each field against the delete; writing any one revives. */
-    return replace_all(m, op->value, 0);
+    /* Each field against the delete, also those after the one that
+     * revived the document: the outcome must not depend on the order of
+     * the names. Writing any one revives. */
+    m->vs_delete = 1;
+    rc = replace_all(m, op->value, 0);
+    m->vs_delete = 0;
+    return rc;
   }
   if (never_written(w))
     touch(m); /* even {} makes the document exist (R4) */

@@ -35,7 +35,11 @@
  *   a write to a tombstoned document whose deletion the replica did not see
  *          (del_stamp.seq > I.base) is concurrent with the delete: the
  *          field's policy compares against del_stamp (theirs = absent);
- *          winning revives the document with the written fields.
+ *          winning revives the document with the written fields. A field
+ *          tombstone the delete left (no value, stamp == del_stamp) stands
+ *          for the delete, also after a revival: a write on it is
+ *          concurrent iff the delete is, never "applied" by the three-way
+ *          rule.
  *   resolve  always applies op.value (or unsets) — a person decided.
  * Any change stamps the written fields with (COMMIT_SEQ, HLC, I.client) and
  * sets D.version = COMMIT_SEQ. Ops apply in order; if one is rejected the

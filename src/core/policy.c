@@ -99,7 +99,8 @@ static int parse_coll(const char *cname, const json_t *c, coll_pol *cp,
       if (!json_is_object(v))
         CFAIL("collections.%s.fields: not an object", cname);
     } else {
-      CFAIL("collections.%s: unknown key '%.64s'", cname, key);
+      CFAIL("collections.%s: unknown key '%.*s'", cname,
+            (int)tt_utf8_prefix(key, 64), key);
     }
   }
   json_t *fields = json_object_get(c, "fields");
@@ -121,7 +122,8 @@ static int parse_coll(const char *cname, const json_t *c, coll_pol *cp,
       CFAIL("collections.%s.fields.%s.policy: missing", cname, key);
     json_object_foreach(f, fk, fv) {
       if (strcmp(fk, "policy") != 0)
-        CFAIL("collections.%s.fields.%s: unknown key '%.64s'", cname, key, fk);
+        CFAIL("collections.%s.fields.%s: unknown key '%.*s'", cname, key,
+              (int)tt_utf8_prefix(fk, 64), fk);
       if (parse_policy_value(fv, &fp->policy))
         CFAIL("collections.%s.fields.%s.policy: unknown policy (lww, "
               "server-wins, client-wins, manual)",
@@ -164,7 +166,7 @@ int tt_policy_parse(const char *text, size_t len, tt_policy_table **out,
   json_t *v;
   json_object_foreach(root, key, v) {
     if (strcmp(key, "collections") != 0)
-      CFAIL("unknown key '%.64s'", key);
+      CFAIL("unknown key '%.*s'", (int)tt_utf8_prefix(key, 64), key);
     if (!json_is_object(v))
       CFAIL("collections: not an object");
   }

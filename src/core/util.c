@@ -164,37 +164,59 @@ int tt_canon_equal(const json_t *a, const json_t *b) {
   return 0;
 }
 
+/* Length of the well-formed UTF-8 character at P (END bounds it), or 0
+ * when there is none: a stray continuation byte, a cut sequence, an
+ * overlong form, a surrogate, or something above U+10FFFF. */
+static size_t utf8_char(const uint8_t *p, const uint8_t *end) {
+  static const uint32_t min[4] = {0, 0x80, 0x800, 0x10000};
+  uint8_t c = *p;
+  size_t n;
+  uint32_t cp;
+  if (c < 0x80)
+    return 1;
+  else if ((c & 0xe0) == 0xc0)
+    n = 1, cp = c & 0x1f;
+  else if ((c & 0xf0) == 0xe0)
+    n = 2, cp = c & 0x0f;
+  else if ((c & 0xf8) == 0xf0)
+    n = 3, cp = c & 0x07;
+  else
+    return 0;
+  if ((size_t)(end - p) <= n)
+    return 0;
+  for (size_t i = 1; i <= n; i++) {
+    if ((p[i] & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (p[i] & 0x3f);
+  }
+  if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  return n + 1;
+}
+
 int tt_utf8_valid(const void *s, size_t len) {
   const uint8_t *p = s, *end = p + len;
   while (p < end) {
-    uint8_t c = *p;
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-      p++;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      n = 1, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3, cp = c & 0x07;
-    } else {
+    size_t n = utf8_char(p, end);
+    if (n == 0)
       return 0;
-    }
-    if ((size_t)(end - p) <= n)
-      return 0;
-    for (size_t i = 1; i <= n; i++) {
-      if ((p[i] & 0xc0) != 0x80)
-        return 0;
-      cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    static const uint32_t min[4] = {0, 0x80, 0x800, 0x10000};
-    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return 0;
-    p += n + 1;
+    p += n;
   }
   return 1;
+}
+
+size_t tt_utf8_prefix(const char *s, size_t max) {
+  if (!s)
+    return 0;
+  const uint8_t *b = (const uint8_t *)s, *p = b;
+  const uint8_t *end = b + strnlen(s, max);
+  while (p < end) {
+    size_t n = utf8_char(p, end);
+    if (n == 0)
+      break;
+    p += n;
+  }
+  return (size_t)(p - b);
 }
 
 int tt_name_valid(const char *s) {
@@ -213,6 +235,8 @@ void tt_errf(char *errbuf, size_t errlen, const char *fmt, ...) {
   va_end(ap);
   if (n < 0)
     errbuf[0] = '\0';
+  else if ((size_t)n >= errlen) /* cut: never in the middle of a character */
+    errbuf[tt_utf8_prefix(errbuf, errlen - 1)] = '\0';
 }
 
 void tt_be64_put(uint8_t out[8], uint64_t v) {

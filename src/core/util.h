@@ -19,6 +19,12 @@
 #define TT_MAX_OPS 1024          /* ops in one intent */
 #define TT_MAX_VALUE (1u << 20)  /* canonical bytes of one value */
 #define TT_MAX_INTENTS 10000     /* intents in one push */
+/* Encoded size (tt_doc_encode) of one stored document. The server rejects
+ * an intent whose merged document would be larger, so that no write can
+ * make a document that replicas refuse to store (their record limit,
+ * TT_R_MAX_RECORD, is derived from this with room to spare) and that
+ * would wedge every replica's pull. */
+#define TT_MAX_DOC ((size_t)16 << 20)
 
 /* Writes 2*len lowercase hex chars and a NUL into out (size >= 2*len+1). */
 void tt_hex_encode(const uint8_t *in, size_t len, char *out);
@@ -43,10 +49,18 @@ int tt_canon_equal(const json_t *a, const json_t *b);
  * not UTF-8 could never be put into a JSON answer. */
 int tt_utf8_valid(const void *s, size_t len);
 
+/* Length of the longest prefix of the NUL-terminated S, at most MAX bytes,
+ * that is well-formed UTF-8 (as tt_utf8_valid): for UTF-8 input, the
+ * longest prefix that does not cut a character in half. For quoting
+ * client text into a message that must stay UTF-8 (it goes into JSON):
+ * printf("%.*s", (int)tt_utf8_prefix(s, 100), s). S NULL -> 0. */
+size_t tt_utf8_prefix(const char *s, size_t max);
+
 /* Valid name: 1..TT_MAX_NAME bytes, no NUL (jansson guarantees UTF-8). */
 int tt_name_valid(const char *s);
 
-/* Copies at most errlen-1 bytes of a formatted message; errbuf may be NULL. */
+/* Copies at most errlen-1 bytes of a formatted message; errbuf may be NULL.
+ * When the message is cut, it is cut on a UTF-8 character boundary. */
 void tt_errf(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

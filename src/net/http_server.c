@@ -20,7 +20,16 @@
 #include "core/util.h"
 #include "net/codec.h"
 
-#define DEFAULT_MAX_CONNS 2048u
+/* Each connection may hold a store read transaction, and LMDB has 1024
+ * reader slots (LM_MAX_READERS in src/store/lmdb.c): past that a pull
+ * fails with "readers full" instead of waiting. Some slots stay free for
+ * the committer and the server's own reads. */
+#define MAX_CONNS 1000u
+#define DEFAULT_MAX_CONNS MAX_CONNS
+/* Request body bytes buffered at once, all connections together (raw
+ * bodies as they arrive, then their decoded text until parsed): without
+ * it, every connection buffering a body up to max_body is up to 64 GiB. */
+#define DEFAULT_MAX_BUFFERED ((size_t)1 << 30)
 #define DEFAULT_MAX_BATCH 256u
 #define DEFAULT_MAX_WAIT_MS 60000u
 /* Starting capacity of a request buffer when no Content-Length says more. */
@@ -41,6 +50,8 @@ struct tt_http_server {
   uint16_t port;
   size_t max_body;
   size_t max_raw; /* bound on the encoded bytes we buffer */
+  size_t max_buffered;
+  unsigned max_conns;
   size_t max_batch;
   uint32_t max_wait_ms;
   void (*log)(void *ctx, const char *level, const char *msg);
@@ -59,6 +70,7 @@ struct tt_http_server {
   tt_push_job *batch;         /* committer-only scratch, max_batch long */
   push_waiter **batch_w;
 
+  atomic_size_t buffered; /* request bytes held, at most max_buffered */
   atomic_uint_fast64_t req_bytes;
   atomic_uint_fast64_t resp_bytes;
   atomic_uint_fast64_t requests;
@@ -71,6 +83,8 @@ typedef struct {
   char *buf; /* raw (possibly compressed) body, bounded by max_raw */
   size_t len, cap;
   int too_big;
+  int busy;    /* the buffer budget ran out: answered 503 busy */
+  size_t held; /* bytes of the buffer budget held (cap, then decoded) */
   tt_encoding enc;
 } req_ctx;
 
@@ -116,10 +130,12 @@ static uint64_t wall_ms(void) {
 
 /* ---- responses ---------------------------------------------------------- */
 
+/* RETRY_AFTER: the Retry-After header's value, or NULL for none. */
 static enum MHD_Result send_bytes(tt_http_server *h,
                                   struct MHD_Connection *conn,
                                   unsigned status, char *body, size_t len,
-                                  const char *ctype, int compressible) {
+                                  const char *ctype, int compressible,
+                                  const char *retry_after) {
   const char *ae =
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding");
   int zstd = 0;
@@ -145,6 +161,8 @@ static enum MHD_Result send_bytes(tt_http_server *h,
   MHD_add_response_header(r, "Accept-Encoding", "zstd");
   if (zstd)
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING, "zstd");
+  if (retry_after)
+    MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
   atomic_fetch_add(&h->resp_bytes, len);
   enum MHD_Result ret = MHD_queue_response(conn, status, r);
   MHD_destroy_response(r);
@@ -158,7 +176,7 @@ static enum MHD_Result send_json(tt_http_server *h,
   char *text = tt_codec_dump(body, &len);
   if (text == NULL)
     return MHD_NO;
-  return send_bytes(h, conn, status, text, len, "application/json", 1);
+  return send_bytes(h, conn, status, text, len, "application/json", 1, NULL);
 }
 
 static enum MHD_Result send_error(tt_http_server *h,
@@ -176,6 +194,28 @@ static enum MHD_Result send_error(tt_http_server *h,
   enum MHD_Result ret = send_json(h, conn, status, b);
   json_decref(b);
   return ret;
+}
+
+/* 503 busy: the request was refused only because too many bodies are
+ * buffered right now; the client retries after a pause. */
+static enum MHD_Result send_busy(tt_http_server *h,
+                                 struct MHD_Connection *conn) {
+  char msg[160];
+  snprintf(msg, sizeof msg,
+           "the server is buffering %zu bytes of request bodies, its limit; "
+           "retry later",
+           h->max_buffered);
+  json_t *b = json_pack("{s:i,s:s,s:s}", "v", TETHER_PROTOCOL_VERSION,
+                        "error", "busy", "message", msg);
+  if (b == NULL)
+    return MHD_NO;
+  size_t len = 0;
+  char *text = tt_codec_dump(b, &len);
+  json_decref(b);
+  if (text == NULL)
+    return MHD_NO;
+  logf_(h, "warn", "503 busy: %s", msg);
+  return send_bytes(h, conn, 503, text, len, "application/json", 1, "1");
 }
 
 static enum MHD_Result send_method_not_allowed(tt_http_server *h,
@@ -428,7 +468,7 @@ static enum MHD_Result handle_metrics(tt_http_server *h,
     return MHD_NO;
   }
   return send_bytes(h, conn, 200, buf, (size_t)n,
-                    "text/plain; version=0.0.4; charset=utf-8", 0);
+                    "text/plain; version=0.0.4; charset=utf-8", 0, NULL);
 }
 
 /* ---- request plumbing --------------------------------------------------- */
@@ -445,19 +485,44 @@ static int route_of(const char *url) {
   return ROUTE_NONE;
 }
 
-static void req_free(req_ctx *rc) {
+/* Reserves N bytes of the buffer budget for RC: 0, or -1 (nothing
+ * reserved) when that would pass max_buffered. */
+static int budget_take(tt_http_server *h, req_ctx *rc, size_t n) {
+  size_t cur = atomic_load(&h->buffered);
+  do {
+    if (n > h->max_buffered - cur)
+      return -1;
+  } while (!atomic_compare_exchange_weak(&h->buffered, &cur, cur + n));
+  rc->held += n;
+  return 0;
+}
+
+static void budget_give(tt_http_server *h, req_ctx *rc, size_t n) {
+  atomic_fetch_sub(&h->buffered, n);
+  rc->held -= n;
+}
+
+/* Frees the raw body and gives back its share of the budget. */
+static void req_drop_buf(tt_http_server *h, req_ctx *rc) {
+  free(rc->buf);
+  rc->buf = NULL;
+  budget_give(h, rc, rc->cap);
+  rc->len = rc->cap = 0;
+}
+
+static void req_free(tt_http_server *h, req_ctx *rc) {
   if (rc == NULL)
     return;
-  free(rc->buf);
+  req_drop_buf(h, rc);
+  budget_give(h, rc, rc->held);
   free(rc);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn,
                          void **con_cls, enum MHD_RequestTerminationCode toe) {
-  (void)cls;
   (void)conn;
   (void)toe;
-  req_free(*con_cls);
+  req_free(cls, *con_cls);
   *con_cls = NULL;
 }
 
@@ -466,26 +531,28 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 static void req_append(tt_http_server *h, req_ctx *rc, const char *data,
                        size_t n) {
   atomic_fetch_add(&h->req_bytes, n);
-  if (rc->too_big)
+  if (rc->too_big || rc->busy)
     return;
   if (n > h->max_raw - rc->len) {
     rc->too_big = 1;
-    free(rc->buf);
-    rc->buf = NULL;
-    rc->len = rc->cap = 0;
+    req_drop_buf(h, rc);
     return;
   }
   if (rc->len + n > rc->cap) {
     size_t ncap = rc->cap ? rc->cap : BODY_INITIAL_CAP;
     while (ncap < rc->len + n)
       ncap = ncap > h->max_raw / 2 ? h->max_raw : ncap * 2;
+    if (budget_take(h, rc, ncap - rc->cap) != 0) {
+      rc->busy = 1;
+      req_drop_buf(h, rc);
+      return;
+    }
     char *nb = realloc(rc->buf, ncap);
     if (nb == NULL) {
       /* Treated like an oversized body: refused, the server goes on. */
+      budget_give(h, rc, ncap - rc->cap);
       rc->too_big = 1;
-      free(rc->buf);
-      rc->buf = NULL;
-      rc->len = rc->cap = 0;
+      req_drop_buf(h, rc);
       return;
     }
     rc->buf = nb;
@@ -495,37 +562,77 @@ static void req_append(tt_http_server *h, req_ctx *rc, const char *data,
   rc->len += n;
 }
 
+/* The decoded size the zstd frames of BUF declare, summed, or
+ * ZSTD_CONTENTSIZE_UNKNOWN when a frame does not say or does not parse. */
+static unsigned long long zstd_content_size(const char *buf, size_t len) {
+  unsigned long long total = 0;
+  size_t off = 0;
+  while (off < len) {
+    unsigned long long fs = ZSTD_getFrameContentSize(buf + off, len - off);
+    size_t fl = ZSTD_findFrameCompressedSize(buf + off, len - off);
+    if (fs == ZSTD_CONTENTSIZE_UNKNOWN || fs == ZSTD_CONTENTSIZE_ERROR ||
+        ZSTD_isError(fl) || fl == 0 || fs > ZSTD_CONTENTSIZE_ERROR - 1 - total)
+      return ZSTD_CONTENTSIZE_UNKNOWN;
+    total += fs;
+    off += fl;
+  }
+  return total;
+}
+
 static enum MHD_Result handle_body(tt_http_server *h,
                                    struct MHD_Connection *conn,
                                    req_ctx *rc) {
   char msg[256];
+  if (rc->busy)
+    return send_busy(h, conn);
   if (rc->too_big) {
     snprintf(msg, sizeof msg, "request body over the server's limit of %zu "
              "bytes", h->max_body);
     return send_error(h, conn, 413, "too_big", msg);
   }
+  /* The decoded text is held beside the raw body for a moment: reserve
+   * it too. A zstd frame names its size (the reference client's always
+   * do); decoding stops there, so the reservation bounds it. */
+  size_t want = rc->len, limit = h->max_body;
+  if (rc->enc == TT_ENC_ZSTD) {
+    unsigned long long fs = zstd_content_size(rc->buf, rc->len);
+    want = fs <= h->max_body ? (size_t)fs : h->max_body + 1;
+    if (fs <= h->max_body)
+      limit = (size_t)fs;
+  }
+  if (want > h->max_body)
+    want = h->max_body + 1; /* decoding stops past max_body anyway */
+  size_t reserved = want + 1;
+  if (budget_take(h, rc, reserved) != 0) {
+    req_drop_buf(h, rc);
+    return send_busy(h, conn);
+  }
   char *plain = NULL;
   size_t plen = 0;
-  int rc2 = tt_codec_decode(rc->enc, rc->buf, rc->len, h->max_body, &plain,
-                            &plen);
-  free(rc->buf);
-  rc->buf = NULL;
-  rc->len = rc->cap = 0;
-  if (rc2 == TETHER_ETOOBIG) {
-    snprintf(msg, sizeof msg, "request body over the server's limit of %zu "
-             "bytes (decompressed)", h->max_body);
-    return send_error(h, conn, 413, "too_big", msg);
-  }
-  if (rc2 == TETHER_EPROTO)
-    return send_error(h, conn, 400, "encoding",
-                      "request body is not valid zstd data");
-  if (rc2 != 0)
+  int rc2 = tt_codec_decode(rc->enc, rc->buf, rc->len, limit, &plain, &plen);
+  req_drop_buf(h, rc);
+  if (rc2 != 0) {
+    budget_give(h, rc, reserved);
+    if (rc2 == TETHER_ETOOBIG && limit < h->max_body)
+      return send_error(h, conn, 400, "encoding",
+                        "the zstd frames hold more than the content size "
+                        "they declare");
+    if (rc2 == TETHER_ETOOBIG) {
+      snprintf(msg, sizeof msg, "request body over the server's limit of "
+               "%zu bytes (decompressed)", h->max_body);
+      return send_error(h, conn, 413, "too_big", msg);
+    }
+    if (rc2 == TETHER_EPROTO)
+      return send_error(h, conn, 400, "encoding",
+                        "request body is not valid zstd data");
     return send_error(h, conn, 503, "unavailable",
                       "out of memory decoding the request; retry later");
+  }
 
   json_t *req = NULL;
   rc2 = tt_codec_parse(plain, plen, &req, msg, sizeof msg);
   free(plain);
+  budget_give(h, rc, reserved);
   if (rc2 != 0)
     return send_error(h, conn, 400, "json", msg);
   const json_t *v = json_object_get(req, "v");
@@ -590,21 +697,31 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                declared, h->max_body);
       return send_error(h, conn, 413, "too_big", msg);
     }
+    /* A body that cannot fit in what is left of the buffer budget now is
+     * refused before it is read. */
+    if (declared > h->max_buffered - atomic_load(&h->buffered))
+      return send_busy(h, conn);
     rc = calloc(1, sizeof *rc);
     if (rc == NULL)
       return MHD_NO;
     rc->route = route;
     rc->enc = enc;
+    *con_cls = rc;
     /* Trust a declared length only up to a modest first allocation: a
      * client that claims a huge body and sends nothing costs us little. */
     if (declared > 0) {
       size_t first = declared < BODY_PREALLOC_MAX ? (size_t)declared
                                                   : BODY_PREALLOC_MAX;
+      if (budget_take(h, rc, first) != 0) {
+        rc->busy = 1;
+        return MHD_YES; /* the body is read and dropped, then answered */
+      }
       rc->buf = malloc(first);
       if (rc->buf)
         rc->cap = first;
+      else
+        budget_give(h, rc, first);
     }
-    *con_cls = rc;
     return MHD_YES;
   }
 
@@ -673,11 +790,16 @@ int tt_http_server_start(tt_server *srv, const tt_http_server_opts *opts,
   h->max_body = o.max_body ? o.max_body : TT_CODEC_MAX_BODY_DEFAULT;
   /* A zstd body can be a little larger than what it encodes. */
   h->max_raw = ZSTD_compressBound(h->max_body);
+  h->max_buffered = o.max_buffered ? o.max_buffered : DEFAULT_MAX_BUFFERED;
   h->max_batch = o.max_batch ? o.max_batch : DEFAULT_MAX_BATCH;
   h->max_wait_ms = o.max_wait_ms ? o.max_wait_ms : DEFAULT_MAX_WAIT_MS;
   h->log = o.log;
   h->log_ctx = o.log_ctx;
   unsigned max_conns = o.max_conns ? o.max_conns : DEFAULT_MAX_CONNS;
+  if (max_conns > MAX_CONNS)
+    max_conns = MAX_CONNS;
+  h->max_conns = max_conns;
+  atomic_init(&h->buffered, 0);
   atomic_init(&h->req_bytes, 0);
   atomic_init(&h->resp_bytes, 0);
   atomic_init(&h->requests, 0);
@@ -794,6 +916,15 @@ fail:
 }
 
 uint16_t tt_http_server_port(const tt_http_server *h) { return h->port; }
+
+unsigned tt_http_server_max_conns(const tt_http_server *h) {
+  return h->max_conns;
+}
+
+size_t tt_http_server_buffered(const tt_http_server *h) {
+  tt_http_server *m = (tt_http_server *)h; /* atomics need a mutable object */
+  return atomic_load(&m->buffered);
+}
 
 void tt_http_server_bytes(const tt_http_server *h, uint64_t *req_bytes,
                           uint64_t *resp_bytes) {

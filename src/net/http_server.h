@@ -22,7 +22,14 @@ typedef struct {
                              NULL = "127.0.0.1" */
   uint16_t port;          /* 0 picks a free port */
   size_t max_body;        /* request body bound, decompressed; 0 = 64 MiB */
-  unsigned max_conns;     /* concurrent connections; 0 = 2048 */
+  /* Request body bytes buffered at once over all connections (raw bodies
+   * while they arrive, then their decoded text until it is parsed; parsed
+   * JSON is not counted); past it a request is answered 503 busy with
+   * Retry-After. 0 = 1 GiB. */
+  size_t max_buffered;
+  /* Concurrent connections; 0 = 1000, and never more: each may hold a
+   * store read transaction and LMDB has 1024 reader slots. */
+  unsigned max_conns;
   size_t max_batch;       /* push jobs in one group commit; 0 = 256 */
   uint32_t max_wait_ms;   /* long-poll cap; 0 = 60000 */
   /* Log sink as in tether_server_opts; may be NULL. */
@@ -36,6 +43,12 @@ int tt_http_server_start(tt_server *srv, const tt_http_server_opts *opts,
                          tt_http_server **out, char *errbuf, size_t errlen);
 
 uint16_t tt_http_server_port(const tt_http_server *h);
+
+/* The connection limit in effect. */
+unsigned tt_http_server_max_conns(const tt_http_server *h);
+
+/* Request body bytes of the max_buffered budget held right now. */
+size_t tt_http_server_buffered(const tt_http_server *h);
 
 /* Wire byte counters (request/response bodies as sent on the wire, i.e.
  * after compression). */

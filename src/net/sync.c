@@ -10,6 +10,9 @@
  * looping: a misbehaving server must not spin a client forever. */
 #define MAX_STALLS 3
 #define MAX_EMPTY_PAGES 10000u
+/* A second refusal of the cursor in one sync means re-bootstrapping does
+ * not help (the server refuses even []): stop and say so. */
+#define MAX_REBOOTSTRAPS 1
 
 static void progress(const tether_sync_opts *o, const char *phase,
                      uint64_t done, uint64_t total) {
@@ -19,21 +22,45 @@ static void progress(const tether_sync_opts *o, const char *phase,
   o->progress(o->progress_ctx, &p);
 }
 
-/* One line naming why a request failed: the replica's reason, else the
- * server's message. */
+/* What the user can do about a refusal, or "". */
+static const char *advice(int rc) {
+  switch (rc) {
+  case TETHER_EGAP:
+    return "; the server has lost intents it had acknowledged from this "
+           "replica (was its data reset or restored from a backup?). Local "
+           "changes are kept: restore the server's data, or copy the "
+           "documents into a new replica";
+  case TETHER_ECHAIN:
+    return "; the server's record of this replica's intents does not match "
+           "this replica's (was this replica restored from a backup or its "
+           "directory copied, or the server's data restored?). Local "
+           "changes are kept: never use two copies of one replica; copy the "
+           "documents into a new replica";
+  case TETHER_ESERVER:
+    return "; retry later";
+  default:
+    return "";
+  }
+}
+
+/* One line naming why a request failed: the replica's reason (which has
+ * the server's message), else the server's code and message, and what to
+ * do about it. */
 static void refused(char *errbuf, size_t errlen, const char *what,
                     tt_replica *r, int status, const json_t *resp, int rc) {
   const char *why = tt_replica_last_error(r);
   const char *code = json_string_value(json_object_get(resp, "error"));
   const char *msg = json_string_value(json_object_get(resp, "message"));
   if (why && why[0])
-    tt_errf(errbuf, errlen, "%s refused (HTTP %d): %s", what, status, why);
+    tt_errf(errbuf, errlen, "%s refused (HTTP %d): %s%s", what, status, why,
+            advice(rc));
   else if (code || msg)
-    tt_errf(errbuf, errlen, "%s refused (HTTP %d): %s%s%s", what, status,
-            code ? code : "", code && msg ? ": " : "", msg ? msg : "");
+    tt_errf(errbuf, errlen, "%s refused (HTTP %d): %s%s%s%s", what, status,
+            code ? code : "", code && msg ? ": " : "", msg ? msg : "",
+            advice(rc));
   else
-    tt_errf(errbuf, errlen, "%s failed (HTTP %d): %s", what, status,
-            tether_strerror(rc));
+    tt_errf(errbuf, errlen, "%s failed (HTTP %d): %s%s", what, status,
+            tether_strerror(rc), advice(rc));
 }
 
 static int push_all(tt_replica *r, tt_http_client *c,
@@ -55,20 +82,36 @@ static int push_all(tt_replica *r, tt_http_client *c,
               tether_strerror(rc));
       return rc;
     }
+    if (!tt_http_client_server_zstd(c) &&
+        json_array_size(json_object_get(req, "intents")) >=
+            TT_SYNC_PROBE_INTENTS) {
+      /* The client compresses only once it has seen the server's
+       * Accept-Encoding: zstd (PROTOCOL.md "Compression"); a large first
+       * push would otherwise go out whole. The probe is one small round
+       * trip per connection. Unreachable is the answer the push would
+       * get too (nothing has changed); any other failure only leaves the
+       * push uncompressed. */
+      json_t *h = NULL;
+      int hs = 0;
+      rc = tt_http_get(c, "/v1/health", &hs, &h, errbuf, errlen);
+      json_decref(h);
+      if (rc == TETHER_EUNREACHABLE) {
+        json_decref(req);
+        return rc;
+      }
+      if (errbuf && errlen)
+        errbuf[0] = '\0';
+    }
     uint64_t before = tt_replica_outbox_len(r);
     rc = tt_http_post(c, "/v1/push", req, &status, &resp, errbuf, errlen);
     if (rc != 0) {
       json_decref(req);
       return rc; /* nothing handed to the replica: nothing changed */
     }
+    /* Fails for every status but 200 (push_done's contract). */
     rc = tt_replica_push_done(r, req, status, resp);
     if (rc != 0)
       refused(errbuf, errlen, "push", r, status, resp, rc);
-    else if (status != 200 && status != 409) {
-      /* The replica should have said so; never report success on it. */
-      refused(errbuf, errlen, "push", r, status, resp, TETHER_ESERVER);
-      rc = TETHER_ESERVER;
-    }
     json_decref(req);
     json_decref(resp);
     if (rc != 0)
@@ -79,14 +122,10 @@ static int push_all(tt_replica *r, tt_http_client *c,
       stalls = 0;
       progress(o, "push", done, total);
     } else if (++stalls >= MAX_STALLS) {
-      if (status == 409) {
-        tt_errf(errbuf, errlen,
-                "push refused (HTTP 409): the server keeps reporting a gap "
-                "in this replica's intents");
-        return TETHER_EGAP;
-      }
       tt_errf(errbuf, errlen,
-              "push made no progress: the server acknowledged nothing");
+              "push made no progress: the server answered without "
+              "acknowledging any of this replica's intents; local changes "
+              "are kept, check the server");
       return TETHER_EPROTO;
     }
   }
@@ -96,8 +135,8 @@ static int pull_all(tt_replica *r, tt_http_client *c,
                     const tether_sync_opts *o, char *errbuf, size_t errlen) {
   int rc = 0;
   uint64_t pulled = 0;
-  int stalls = 0;
   unsigned empty_pages = 0;
+  int rebootstraps = 0;
   progress(o, "pull", 0, 0);
   for (;;) {
     json_t *req = NULL, *resp = NULL;
@@ -113,22 +152,33 @@ static int pull_all(tt_replica *r, tt_http_client *c,
     json_decref(req);
     if (rc != 0)
       return rc;
+    /* Fails for every status but 200 (pull_done's contract). */
     rc = tt_replica_pull_done(r, status, resp, &more, &n);
-    if (rc != 0)
+    if (rc != 0 && tt_replica_cursor_refused(r)) {
+      if (rebootstraps++ < MAX_REBOOTSTRAPS) {
+        json_decref(resp);
+        /* PROTOCOL.md: the replica starts again from []; its unacknowledged
+         * intents stay in the outbox. */
+        rc = tt_replica_rebootstrap(r);
+        if (rc != 0) {
+          tt_errf(errbuf, errlen, "cannot re-bootstrap this replica: %s",
+                  tt_replica_last_error(r));
+          return rc;
+        }
+        empty_pages = 0;
+        continue;
+      }
+      tt_errf(errbuf, errlen,
+              "pull refused (HTTP %d): the server refused this replica's "
+              "cursor again after it re-bootstrapped from an empty one (%s); "
+              "local changes are kept: check the server, then sync again",
+              status, tt_replica_last_error(r));
+    } else if (rc != 0) {
       refused(errbuf, errlen, "pull", r, status, resp, rc);
+    }
     json_decref(resp);
     if (rc != 0)
       return rc;
-    if (status != 200) {
-      /* Handled by the replica (e.g. a stale cursor: it re-bootstraps);
-       * ask again, but not forever. */
-      if (++stalls >= MAX_STALLS) {
-        tt_errf(errbuf, errlen, "pull keeps failing (HTTP %d)", status);
-        return TETHER_EPROTO;
-      }
-      continue;
-    }
-    stalls = 0;
     pulled += n;
     progress(o, "pull", pulled, 0);
     if (!more)

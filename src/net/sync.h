@@ -11,16 +11,29 @@
 #include "replica/replica.h"
 #include "tether.h"
 
-/* Intents per push request (PROTOCOL.md allows up to 10,000). The first
- * request of a sync carries the first TT_SYNC_PUSH_BATCH intents of the
- * outbox, which is what `tether outbox` shows. */
-#define TT_SYNC_PUSH_BATCH 2000
+/* Intents per push request (PROTOCOL.md allows up to 10,000). Larger
+ * pushes mean fewer round trips, server commits and disk writes, but each
+ * side then holds bigger JSON trees and write transactions. On W1 at 100k
+ * (BENCHMARKS.md, "After"), 5,000 cut server commits 2.5x and disk writes
+ * by 13% against 2,000 with push time within this machine's noise, while
+ * 10,000 pushed slower than 5,000 and doubled the server's peak heap.
+ * The size stays bounded however large the intents: the replica stops a
+ * request at TT_R_PUSH_MAX_BYTES (32 MiB), under the server's 64 MiB body
+ * limit. The first request of a sync carries the first TT_SYNC_PUSH_BATCH
+ * intents of the outbox, which is what `tether outbox` shows. */
+#define TT_SYNC_PUSH_BATCH 5000
+/* A push with at least this many intents is sure to be over the 4 KiB
+ * compression threshold: worth a GET /v1/health first, to learn that the
+ * server takes zstd, when this connection has not seen it yet. */
+#define TT_SYNC_PROBE_INTENTS 32
 /* Changes asked per pull page. */
 #define TT_SYNC_PULL_LIMIT 5000
 
 /* Runs one sync of R over C (both borrowed). OPTS may be NULL (progress
  * callback only is read here; timeouts and retries belong to C).
  * Returns 0 when the outbox is empty and the replica has caught up.
+ * A pull answered 400 cursor re-bootstraps the replica
+ * (tt_replica_rebootstrap) and pulls again from [], once per sync.
  * On error errbuf says what happened in one line:
  *   TETHER_EUNREACHABLE  the server could not be reached; the replica was
  *                        not changed by the failed request (the outbox is

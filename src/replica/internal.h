@@ -16,11 +16,22 @@
  *                          text (empty when deleted)
  *   VIEW  coll\0id         u8 flags (1 = absent/deleted), JSON object text
  *   OUTBOX be64 seq        see tt_robx
+ *   OUTBOX 0xFF, be32 p, be64 commit, be64 seq  -> empty: the acked index.
+ *                          One entry per OUTBOX record in state ACKED (an
+ *                          intent the server applied at (p, commit) whose
+ *                          effect no pull has confirmed yet), so that a pull
+ *                          finds what it may drop by a range scan per
+ *                          partition instead of reading the whole outbox.
+ *                          Seq keys are 8 bytes below 2^56, so they all sort
+ *                          before the 21-byte index keys; an outbox scan
+ *                          stops at the first key that is not 8 bytes long.
  *   PENDING coll\0id\0be64 seq  -> empty
  *   STATUS coll\0id        be32 open conflicts, u8 rejected, be64 seq of
  *                          the rejected intent
  *   RCONFLICTS conflict id -> JSON {coll,id,field,base,theirs,ours}
- *   ROUTCOMES be64 seq     u8 outcome kind, JSON outcome object text
+ *   ROUTCOMES be64 seq     u8 outcome kind (tt_outcome_kind; TT_OUT_APPLIED
+ *                          for a forgotten duplicate, whose JSON says
+ *                          "duplicate"), JSON outcome object text
  *
  * Invariant: a VIEW overlay exists iff PENDING holds an entry for the doc;
  * every PENDING entry has its OUTBOX record. */
@@ -36,7 +47,8 @@
 #include "replica/replica.h"
 #include "store/store.h"
 
-#define TT_R_FORMAT 1u
+/* 2: OUTBOX holds the acked index (format 1 stores are migrated on open). */
+#define TT_R_FORMAT 2u
 #define TT_R_MAX_URL 2048
 #define TT_R_MAX_PARTITIONS 65536u
 /* coll \0 id \0 be64 seq, with room to spare. */
@@ -48,9 +60,10 @@
 /* One intent's wire JSON: at most what one push carries, so no intent can
  * become unpushable. */
 #define TT_R_MAX_INTENT_BYTES TT_R_PUSH_MAX_BYTES
-/* Largest stored document or overlay record; a document is bounded by its
- * fields (each at most TT_MAX_VALUE), this bounds the whole. */
-#define TT_R_MAX_RECORD (64u << 20)
+/* Largest stored document or overlay record: 4 x the server's document
+ * limit (TT_MAX_DOC, core/util.h), so that any document the server accepts
+ * fits, with room for this record's own encoding. */
+#define TT_R_MAX_RECORD (4 * TT_MAX_DOC)
 
 struct tt_replica {
   tt_store *st;
@@ -59,6 +72,7 @@ struct tt_replica {
   char id_hex[2 * TT_ID_LEN + 1];
   char *url;
   json_t *resume; /* the last page's "resume" while paging, else NULL */
+  int cursor_refused; /* the last pull answer was 400 cursor */
   char err[256];
 };
 
@@ -156,8 +170,21 @@ int tt_r_obx_decode(tt_bytes val, tt_robx *out);
 /* *BUF malloc'd (free()). */
 int tt_r_obx_encode(const tt_robx *o, uint8_t **buf, size_t *len);
 void tt_r_seqkey(uint8_t out[8], uint64_t seq);
-/* Removes intent SEQ (doc key KEY) from OUTBOX and PENDING. */
+/* Removes intent SEQ (doc key KEY) from OUTBOX (with its acked index entry,
+ * if any) and PENDING. */
 int tt_r_obx_drop(tt_txn *t, uint64_t seq, const uint8_t *key, size_t klen);
+
+/* Acked index key (see the layout above). An acked intent is dropped from
+ * the outbox once the confirmed state includes its effect: when the cursor
+ * of its partition reaches its commit (cursor[p] >= commit), or when its
+ * document arrives in a pull at a version >= commit. */
+#define TT_R_ACKIDX_TAG 0xFFu
+#define TT_R_ACKIDX_LEN 21
+void tt_r_ackidx_key(uint8_t out[TT_R_ACKIDX_LEN], uint32_t p,
+                     uint64_t commit, uint64_t seq);
+/* Parses an OUTBOX key as an acked index key: 1 if it is one, else 0. */
+int tt_r_ackidx_parse(tt_bytes k, uint32_t *p, uint64_t *commit,
+                      uint64_t *seq);
 
 /* ---- per-document status ---------------------------------------------- */
 typedef struct {

@@ -339,10 +339,42 @@ int tt_r_obx_encode(const tt_robx *o, uint8_t **buf, size_t *len) {
   return 0;
 }
 
+void tt_r_ackidx_key(uint8_t out[TT_R_ACKIDX_LEN], uint32_t p,
+                     uint64_t commit, uint64_t seq) {
+  out[0] = TT_R_ACKIDX_TAG;
+  tt_be32_put(out + 1, p);
+  tt_be64_put(out + 5, commit);
+  tt_be64_put(out + 13, seq);
+}
+
+int tt_r_ackidx_parse(tt_bytes k, uint32_t *p, uint64_t *commit,
+                      uint64_t *seq) {
+  const uint8_t *b = k.data;
+  if (k.len != TT_R_ACKIDX_LEN || b[0] != TT_R_ACKIDX_TAG) return 0;
+  *p = tt_be32_get(b + 1);
+  *commit = tt_be64_get(b + 5);
+  *seq = tt_be64_get(b + 13);
+  return 1;
+}
+
 int tt_r_obx_drop(tt_txn *t, uint64_t seq, const uint8_t *key, size_t klen) {
   uint8_t sk[8];
   tt_r_seqkey(sk, seq);
-  int rc = tt_del(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8});
+  tt_bytes v;
+  tt_robx o;
+  int rc = tt_get_tmp(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v);
+  if (rc == 0) {
+    if ((rc = tt_r_obx_decode(v, &o))) return rc;
+    if (o.state == TT_ROBX_ACKED) {
+      uint8_t ik[TT_R_ACKIDX_LEN];
+      tt_r_ackidx_key(ik, o.p, o.commit, seq);
+      if ((rc = tt_del(t, TT_TABLE_OUTBOX, (tt_bytes){ik, sizeof ik})))
+        return rc;
+    }
+  } else if (rc != TETHER_ENOTFOUND) {
+    return rc;
+  }
+  rc = tt_del(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8});
   if (rc) return rc;
   uint8_t pk[TT_R_KEYMAX + 9];
   if (klen > TT_R_KEYMAX) return TETHER_ECORRUPT;
@@ -471,6 +503,61 @@ out:
   return rc;
 }
 
+/* Format 1 -> 2: index the acked intents. */
+typedef struct {
+  uint8_t (*keys)[TT_R_ACKIDX_LEN];
+  size_t n, cap;
+  int err;
+} mig_ctx;
+
+static int mig_cb(void *vctx, tt_bytes k, tt_bytes v) {
+  mig_ctx *c = vctx;
+  tt_robx o;
+  if (k.len != 8) return 1; /* past the seq keys */
+  if ((c->err = tt_r_obx_decode(v, &o))) return 2;
+  if (o.state != TT_ROBX_ACKED) return 0;
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 64;
+    void *nk = realloc(c->keys, cap * sizeof *c->keys);
+    if (!nk) {
+      c->err = TETHER_ENOMEM;
+      return 2;
+    }
+    c->keys = nk;
+    c->cap = cap;
+  }
+  tt_r_ackidx_key(c->keys[c->n++], o.p, o.commit, tt_be64_get(k.data));
+  return 0;
+}
+
+static int migrate_v1(tt_store *st) {
+  tt_txn *t = NULL;
+  mig_ctx c = {0};
+  int rc = tt_txn_begin(st, 0, 1, &t);
+  if (rc) return rc;
+  tt_bytes v;
+  /* Another process may have migrated it meanwhile. */
+  if ((rc = tt_get(t, TT_TABLE_META, META_KEY("format"), &v))) goto out;
+  if (v.len == 4 && tt_be32_get(v.data) == TT_R_FORMAT) goto out;
+  rc = tt_scan(t, TT_TABLE_OUTBOX, (tt_bytes){NULL, 0}, mig_cb, &c);
+  if (rc == 2) rc = c.err;
+  if (rc < 0) goto out;
+  for (size_t i = 0; i < c.n; i++)
+    if ((rc = tt_put(t, TT_TABLE_OUTBOX, (tt_bytes){c.keys[i], TT_R_ACKIDX_LEN},
+                     (tt_bytes){"", 0})))
+      goto out;
+  uint8_t fmt[4];
+  tt_be32_put(fmt, TT_R_FORMAT);
+  if ((rc = tt_put(t, TT_TABLE_META, META_KEY("format"), (tt_bytes){fmt, 4})))
+    goto out;
+  rc = tt_commit(t);
+  t = NULL;
+out:
+  tt_abort(t);
+  free(c.keys);
+  return rc;
+}
+
 int tt_replica_open(tt_store *st, tt_replica **out) {
   if (!out) return TETHER_EINVAL;
   *out = NULL;
@@ -498,7 +585,11 @@ int tt_replica_open(tt_store *st, tt_replica **out) {
     rc = TETHER_ECORRUPT;
     goto out;
   }
-  if (tt_be32_get(v.data) != TT_R_FORMAT) {
+  if (tt_be32_get(v.data) == 1) {
+    tt_abort(t);
+    t = NULL;
+    if ((rc = migrate_v1(st)) || (rc = tt_txn_begin(st, 0, 0, &t))) goto out;
+  } else if (tt_be32_get(v.data) != TT_R_FORMAT) {
     rc = TETHER_EVERSION;
     goto out;
   }

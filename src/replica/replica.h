@@ -32,8 +32,9 @@ const char *tt_replica_server_url(const tt_replica *r);
 const char *tt_replica_last_error(const tt_replica *r);
 
 /* ---- local writes ------------------------------------------------------
- * Each builds one intent (base = confirmed version, base_value from the
- * view), appends it to the outbox and updates the view, all in one durable
+ * Each builds one intent (base = confirmed version; base_value from the
+ * view for set, unset and resolve only: incr/add/remove always combine),
+ * appends it to the outbox and updates the view, all in one durable
  * local commit; on any error nothing changed. VALUE arguments are borrowed.
  * NOW_MS is the wall clock, for the HLC. LABEL may be NULL. */
 int tt_replica_put(tt_replica *r, const char *coll, const char *id,
@@ -93,9 +94,14 @@ uint64_t tt_replica_outbox_len(tt_replica *r);
  * seq order; TETHER_ENOTFOUND (and *req NULL) when there is nothing to push.
  * The response (any HTTP status) is handed back to tt_replica_push_done:
  * 200 -> outcomes recorded durably, acknowledged intents leave the outbox,
- * rejected ones are rolled back from the view; 409 gap -> the outbox resends
- * from the server's expected seq; other statuses -> TETHER_EREJECTED /
- * TETHER_ESERVER with the reason in last_error, nothing changed. */
+ * rejected ones are rolled back from the view, and an intent answered
+ * {"outcome":"duplicate","duplicate":true} (applied once, its outcome
+ * forgotten) leaves the outbox with the outcome "duplicate"; any other
+ * status changes nothing and returns an error with the server's reason in
+ * last_error: 409 gap -> TETHER_EGAP, 409 chain -> TETHER_ECHAIN (the
+ * server's record of this replica's intents does not match the outbox:
+ * an operator must look), other 4xx -> TETHER_EREJECTED, 5xx ->
+ * TETHER_ESERVER. */
 int tt_replica_push_request(tt_replica *r, size_t max_intents, json_t **req);
 int tt_replica_push_done(tt_replica *r, const json_t *req, int status,
                          const json_t *resp);
@@ -103,10 +109,27 @@ int tt_replica_push_done(tt_replica *r, const json_t *req, int status,
 /* Pull: a request from the current cursor asking at most LIMIT changes,
  * waiting up to WAIT_MS on the server when there are none (0 = answer at
  * once). tt_replica_pull_done applies a 200 response durably (confirmed
- * documents, cursor, re-base of pending intents) and sets *more. */
+ * documents, cursor, re-base of pending intents) and sets *more; a change
+ * older than the confirmed version held is skipped. Any other status, or
+ * an answer it cannot use, changes nothing and returns an error with the
+ * reason in last_error; for 400 cursor (TETHER_EPROTO) it also sets
+ * tt_replica_cursor_refused. */
 int tt_replica_pull_request(tt_replica *r, size_t limit, uint64_t wait_ms,
                             json_t **req);
 int tt_replica_pull_done(tt_replica *r, int status, const json_t *resp,
                          int *more, size_t *nchanges);
+/* 1 if the last tt_replica_pull_done refused a 400 cursor answer: the
+ * server does not know the cursor (its data was reset or restored, or the
+ * replica is older than its retention horizon). The caller then calls
+ * tt_replica_rebootstrap and pulls again. */
+int tt_replica_cursor_refused(const tt_replica *r);
+/* Starts over from the server's whole state, in one local transaction:
+ * the cursor becomes [] (and the paging position is dropped), every
+ * confirmed document is deleted (the pull from [] brings back those the
+ * server still has), acknowledged intents waiting for a pull leave the
+ * outbox, and every unacknowledged intent stays and is replayed on the
+ * empty confirmed state. Conflicts, statuses and outcomes are kept. On
+ * error nothing changed. TETHER_EBUSY while a batch is open. */
+int tt_replica_rebootstrap(tt_replica *r);
 
 #endif

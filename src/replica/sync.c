@@ -148,7 +148,7 @@ static int store_conflict(tt_txn *t, const json_t *cf, const char *coll,
 static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
                          uint64_t lo, uint64_t hi) {
   uint64_t seq, p = 0, commit = 0;
-  tt_outcome_kind kind;
+  tt_outcome_kind kind = TT_OUT_APPLIED;
   tt_bytes v;
   tt_robx o;
   uint8_t sk[8], key[TT_R_KEYMAX];
@@ -162,13 +162,16 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
 
   if (!json_is_object(oc) || get_u64(oc, "seq", &seq)) return TETHER_EPROTO;
   const char *oname = json_string_value(json_object_get(oc, "outcome"));
-  /* A redelivered intent whose outcome the server has forgotten: the
-   * server forgets only outcomes below the first seq we pushed, which we
-   * took long ago, so there is nothing left here to record. */
-  if (oname && strcmp(oname, "duplicate") == 0 &&
-      json_is_true(json_object_get(oc, "duplicate")))
-    return 0;
-  if (!oname || tt_outcome_parse(oname, &kind)) return TETHER_EPROTO;
+  /* The server applied this intent once, earlier, and has forgotten its
+   * outcome (PROTOCOL.md: it answers so only after checking that the
+   * redelivered intent is the one it applied). For an intent we still
+   * hold unacknowledged, that is its acknowledgement: ignoring it would
+   * re-push it forever. Its effect, whatever it was, comes with the next
+   * pull. */
+  int forgotten = oname && strcmp(oname, "duplicate") == 0 &&
+                  json_is_true(json_object_get(oc, "duplicate"));
+  if (!forgotten && (!oname || tt_outcome_parse(oname, &kind)))
+    return TETHER_EPROTO;
   if (seq < lo || seq > hi) return 0; /* not an intent we sent */
   tt_r_seqkey(sk, seq);
   rc = tt_get(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v);
@@ -176,7 +179,7 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
   if (rc) return rc;
   if ((rc = tt_r_obx_decode(v, &o))) return rc;
   if (o.state != TT_ROBX_PENDING) return 0;
-  if (kind != TT_OUT_REJECTED &&
+  if (!forgotten && kind != TT_OUT_REJECTED &&
       (get_u64(oc, "p", &p) || get_u64(oc, "commit", &commit) ||
        p > UINT32_MAX))
     return TETHER_EPROTO;
@@ -191,7 +194,8 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
   if ((rc = tt_r_dockey_split(key, klen, coll, id))) return rc;
 
   rj = json_pack("{s:I,s:s,s:s,s:s}", "seq", (json_int_t)seq, "coll", coll,
-                 "id", id, "outcome", tt_outcome_name(kind));
+                 "id", id, "outcome",
+                 forgotten ? "duplicate" : tt_outcome_name(kind));
   if (!rj) return TETHER_ENOMEM;
   if (has_label && json_object_set_new(rj, "label", json_string(label))) {
     rc = TETHER_ENOMEM;
@@ -199,7 +203,9 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
   }
   const json_t *conflict = NULL;
   const char *reason = NULL;
-  if (kind == TT_OUT_MERGED) {
+  if (forgotten) {
+    /* Nothing more is known about it. */
+  } else if (kind == TT_OUT_MERGED) {
     const char *rule = json_string_value(json_object_get(oc, "rule"));
     if (rule && json_object_set_new(rj, "rule", json_string(rule))) {
       rc = TETHER_ENOMEM;
@@ -225,7 +231,14 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
     }
   }
 
-  if (kind == TT_OUT_REJECTED) {
+  if (forgotten) {
+    /* No (p, commit) to wait for: it leaves the outbox now, and the view
+     * shows the confirmed state until the pull that follows brings its
+     * effect. */
+    if ((rc = tt_r_obx_drop(t, seq, key, klen)) ||
+        (rc = tt_r_view_recompute(t, key, klen)))
+      goto out;
+  } else if (kind == TT_OUT_REJECTED) {
     if ((rc = tt_r_obx_drop(t, seq, key, klen)) ||
         (rc = tt_r_view_recompute(t, key, klen)))
       goto out;
@@ -246,9 +259,13 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
     n.state = TT_ROBX_ACKED;
     n.p = (uint32_t)p;
     n.commit = commit;
+    uint8_t ik[TT_R_ACKIDX_LEN];
+    tt_r_ackidx_key(ik, n.p, n.commit, seq);
     if ((rc = tt_r_obx_encode(&n, &rec, &len)) ||
         (rc = tt_put(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8},
-                     (tt_bytes){rec, len})))
+                     (tt_bytes){rec, len})) ||
+        (rc = tt_put(t, TT_TABLE_OUTBOX, (tt_bytes){ik, sizeof ik},
+                     (tt_bytes){"", 0})))
       goto out;
     if (conflict && (rc = store_conflict(t, conflict, coll, id, key, klen)))
       goto out;
@@ -258,7 +275,8 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
     rc = TETHER_ENOMEM;
     goto out;
   }
-  /* Kind byte first so counting rejections needs no JSON parse. */
+  /* Kind byte first so counting rejections needs no JSON parse (a
+   * forgotten duplicate counts as not rejected: TT_OUT_APPLIED). */
   free(rec);
   rec = malloc(len + 1);
   if (!rec) {
@@ -415,24 +433,7 @@ static int touched_cmp(const void *a, const void *b) {
   int c = memcmp(x->key, y->key, m);
   if (c) return c;
   if (x->klen != y->klen) return x->klen < y->klen ? -1 : 1;
-  /* Paged entries first so a lookup finds the version. */
   return y->paged - x->paged;
-}
-
-static const touched *touched_find(const touched_set *s, const uint8_t *key,
-                                   size_t klen) {
-  size_t lo = 0, hi = s->n;
-  touched probe = {(uint8_t *)key, klen, 0, 0, 1};
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = touched_cmp(&probe, &s->v[mid]);
-    if (c == 0) return &s->v[mid];
-    if (c < 0)
-      hi = mid;
-    else
-      lo = mid + 1;
-  }
-  return NULL;
 }
 
 /* Applies one change to the confirmed documents. */
@@ -461,12 +462,20 @@ static int apply_change(tt_txn *t, const json_t *ch, touched_set *ts,
 
   uint8_t key[TT_R_KEYMAX];
   size_t kl = tt_r_dockey(key, coll, id);
-  int rc;
+  tt_rdoc d;
+  int rc = tt_r_doc_load(t, key, kl, &d);
+  if (rc) return rc;
+  /* A change older than what we hold comes from a slower pull that ran
+   * alongside a newer one (two processes on one replica): applying it
+   * would put old field values back over newer ones. The version is the
+   * document's commit seq in its partition, so it only moves forward. */
+  if (d.exists && version < d.version) {
+    tt_r_doc_clear(&d);
+    return 0;
+  }
   if (json_is_true(del)) {
     rc = tt_r_doc_store(t, key, kl, version, 1, NULL);
   } else {
-    tt_rdoc d;
-    if ((rc = tt_r_doc_load(t, key, kl, &d))) return rc;
     json_t *obj = d.obj; /* absent or a tombstone: revived from empty */
     if (!obj && json_array_size(unset) == 0) {
       /* The common case of a document arriving whole: stored as sent. */
@@ -481,53 +490,167 @@ static int apply_change(tt_txn *t, const json_t *ch, touched_set *ts,
         json_object_del(obj, json_string_value(json_array_get(unset, i)));
       if (!rc) rc = tt_r_doc_store(t, key, kl, version, 0, obj);
     }
-    tt_r_doc_clear(&d);
   }
+  tt_r_doc_clear(&d);
   if (rc || !track) return rc;
   return touched_add(ts, key, kl, version, (uint32_t)p, 1);
 }
 
 typedef struct {
+  uint64_t *v;
+  size_t n, cap;
+} seq_list;
+
+static int seq_add(seq_list *l, uint64_t seq) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 64;
+    uint64_t *nv = realloc(l->v, cap * sizeof *nv);
+    if (!nv) return TETHER_ENOMEM;
+    l->v = nv;
+    l->cap = cap;
+  }
+  l->v[l->n++] = seq;
+  return 0;
+}
+
+/* Walks the acked index one partition at a time: the entries of partition
+ * P with commit <= cur[P] are covered by the cursor; the first one past it
+ * ends P, and the scan restarts at the next partition present. */
+typedef struct {
   uint64_t acked;
   const uint64_t *cur;
   size_t ncur;
-  const touched_set *paged;
-  uint64_t *drop;
-  size_t n, cap;
+  int started;
+  uint32_t p;    /* partition being walked */
+  int next_set;  /* stopped; restart at NEXT */
+  uint64_t next; /* may be 2^32: nothing left */
+  seq_list *drop;
   int err;
-} sweep_ctx;
+} idx_ctx;
 
-/* Acked intents whose effect the confirmed state now includes: the cursor
- * of their partition covers their commit, or their document arrived in
- * this page at a version at or past it. */
-static int sweep_cb(void *vctx, tt_bytes k, tt_bytes v) {
-  sweep_ctx *c = vctx;
-  if (k.len != 8) {
+static int idx_cb(void *vctx, tt_bytes k, tt_bytes v) {
+  (void)v;
+  idx_ctx *c = vctx;
+  uint32_t p;
+  uint64_t commit, seq;
+  if (k.len == 8) return 0; /* a seq key below the start (not expected) */
+  if (!tt_r_ackidx_parse(k, &p, &commit, &seq)) {
     c->err = TETHER_ECORRUPT;
     return 2;
   }
-  uint64_t seq = tt_be64_get(k.data);
-  if (seq > c->acked) return 1;
-  tt_robx o;
-  if ((c->err = tt_r_obx_decode(v, &o))) return 2;
-  if (o.state != TT_ROBX_ACKED) return 0;
-  int covered = o.p < c->ncur && o.commit <= c->cur[o.p];
-  if (!covered) {
-    const touched *tp = touched_find(c->paged, o.key, o.klen);
-    covered = tp && tp->paged && tp->p == o.p && tp->version >= o.commit;
+  if (!c->started) {
+    c->started = 1;
+    c->p = p;
   }
-  if (!covered) return 0;
-  if (c->n == c->cap) {
-    size_t cap = c->cap ? c->cap * 2 : 64;
-    uint64_t *nd = realloc(c->drop, cap * sizeof *nd);
-    if (!nd) {
-      c->err = TETHER_ENOMEM;
-      return 2;
+  if (p != c->p) {
+    c->next_set = 1;
+    c->next = p;
+    return 1;
+  }
+  if (p >= c->ncur || commit > c->cur[p]) {
+    c->next_set = 1;
+    c->next = (uint64_t)p + 1;
+    return 1;
+  }
+  /* As before the index: only intents inside the acknowledged prefix. */
+  if (seq > c->acked) return 0;
+  if ((c->err = seq_add(c->drop, seq))) return 2;
+  return 0;
+}
+
+static int cursor_covered(tt_txn *t, uint64_t acked, const uint64_t *cur,
+                          size_t ncur, seq_list *drop) {
+  uint64_t from = 0;
+  while (from <= UINT32_MAX) {
+    uint8_t sk[5];
+    sk[0] = TT_R_ACKIDX_TAG;
+    tt_be32_put(sk + 1, (uint32_t)from);
+    idx_ctx c = {acked, cur, ncur, 0, 0, 0, 0, drop, 0};
+    int rc = tt_scan(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 5}, idx_cb, &c);
+    if (rc == 2) return c.err;
+    if (rc < 0) return rc;
+    if (!c.next_set) return 0;
+    from = c.next;
+  }
+  return 0;
+}
+
+/* Acked intents of one document that arrived in this page at VERSION in
+ * partition P: found through its PENDING entries. */
+typedef struct {
+  const uint8_t *key;
+  size_t klen;
+  uint64_t acked;
+  seq_list *seqs;
+  int err;
+} docpend_ctx;
+
+static int docpend_cb(void *vctx, tt_bytes k, tt_bytes v) {
+  (void)v;
+  docpend_ctx *c = vctx;
+  if (k.len != c->klen + 9 || memcmp(k.data, c->key, c->klen) ||
+      ((const uint8_t *)k.data)[c->klen] != 0)
+    return 1;
+  uint64_t seq = tt_be64_get((const uint8_t *)k.data + c->klen + 1);
+  if (seq > c->acked) return 1; /* seqs ascend: the rest are unacked */
+  if ((c->err = seq_add(c->seqs, seq))) return 2;
+  return 0;
+}
+
+static int doc_covered(tt_txn *t, uint64_t acked, const touched *tp,
+                       seq_list *drop) {
+  uint8_t pk[TT_R_KEYMAX + 1];
+  seq_list seqs = {0};
+  int rc;
+  if (tp->klen > TT_R_KEYMAX) return TETHER_ECORRUPT;
+  memcpy(pk, tp->key, tp->klen);
+  pk[tp->klen] = 0;
+  docpend_ctx c = {tp->key, tp->klen, acked, &seqs, 0};
+  rc = tt_scan(t, TT_TABLE_PENDING, (tt_bytes){pk, tp->klen + 1}, docpend_cb,
+               &c);
+  if (rc == 2) rc = c.err;
+  if (rc < 0) goto out;
+  rc = 0;
+  for (size_t i = 0; i < seqs.n; i++) {
+    uint8_t sk[8];
+    tt_bytes v;
+    tt_robx o;
+    tt_r_seqkey(sk, seqs.v[i]);
+    rc = tt_get_tmp(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v);
+    if (rc == TETHER_ENOTFOUND) {
+      rc = 0;
+      continue;
     }
-    c->drop = nd;
-    c->cap = cap;
+    if (rc || (rc = tt_r_obx_decode(v, &o))) goto out;
+    if (o.state == TT_ROBX_ACKED && o.p == tp->p && o.commit <= tp->version &&
+        (rc = seq_add(drop, seqs.v[i])))
+      goto out;
   }
-  c->drop[c->n++] = seq;
+out:
+  free(seqs.v);
+  return rc;
+}
+
+/* Drops the intents in DROP from the outbox, noting their documents in TS
+ * for the re-base. */
+static int drop_seqs(tt_txn *t, const seq_list *drop, touched_set *ts) {
+  for (size_t i = 0; i < drop->n; i++) {
+    uint8_t sk[8], key[TT_R_KEYMAX];
+    tt_bytes v;
+    tt_robx o;
+    int rc;
+    tt_r_seqkey(sk, drop->v[i]);
+    /* tmp: only the key is kept, copied before the next write */
+    rc = tt_get_tmp(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v);
+    if (rc == TETHER_ENOTFOUND) continue; /* listed twice */
+    if (rc || (rc = tt_r_obx_decode(v, &o))) return rc;
+    if (o.klen > TT_R_KEYMAX) return TETHER_ECORRUPT;
+    size_t kl = o.klen;
+    memcpy(key, o.key, kl);
+    if ((rc = tt_r_obx_drop(t, drop->v[i], key, kl)) ||
+        (rc = touched_add(ts, key, kl, 0, 0, 0)))
+      return rc;
+  }
   return 0;
 }
 
@@ -544,22 +667,28 @@ int tt_replica_pull_done(tt_replica *r, int status, const json_t *resp,
   if (nchanges) *nchanges = 0;
   if (!r) return TETHER_EINVAL;
   r->err[0] = 0;
+  r->cursor_refused = 0;
   int rc = tt_r_no_batch(r, "pull");
   if (rc) return rc;
-  if (status == 400 && json_is_object(resp)) {
-    const char *code = json_string_value(json_object_get(resp, "error"));
-    if (code && strcmp(code, "cursor") == 0) {
-      const char *msg = json_string_value(json_object_get(resp, "message"));
-      TT_R_ERR(r, "pull: the server rejected the cursor; the replica must "
-                  "re-bootstrap%s%s", msg ? ": " : "", msg ? msg : "");
-      return TETHER_EPROTO;
-    }
-  }
   /* Paging position: only the answer to the page just asked for may set
    * it; on any failure the next pull starts again from the cursor, which
    * repeats pages but loses nothing (PROTOCOL.md). */
   json_decref(r->resume);
   r->resume = NULL;
+  if (status == 400 && json_is_object(resp)) {
+    const char *code = json_string_value(json_object_get(resp, "error"));
+    if (code && strcmp(code, "cursor") == 0) {
+      /* Refused like any error answer (nothing changes here); the caller
+       * re-bootstraps with tt_replica_rebootstrap. */
+      const char *msg = json_string_value(json_object_get(resp, "message"));
+      TT_R_ERR(r, "pull: the server does not know this replica's cursor "
+                  "(its data was reset or restored, or this replica is "
+                  "older than its retention horizon)%s%s",
+               msg ? ": " : "", msg ? msg : "");
+      r->cursor_refused = 1;
+      return TETHER_EPROTO;
+    }
+  }
   if (status != 200) return tt_r_http_error(r, "pull", status, resp);
 
   const json_t *changes = json_object_get(resp, "changes");
@@ -567,7 +696,7 @@ int tt_replica_pull_done(tt_replica *r, int status, const json_t *resp,
   uint64_t *cur = NULL;
   size_t ncur = 0;
   touched_set ts = {0};
-  sweep_ctx sw = {0};
+  seq_list sw = {0};
   tt_txn *t = NULL;
   char *ctext = NULL;
   if (!json_is_object(resp) || (changes && !json_is_array(changes)) ||
@@ -606,27 +735,18 @@ int tt_replica_pull_done(tt_replica *r, int status, const json_t *resp,
                    (tt_bytes){ctext, clen})))
     goto out;
   if (pending) {
-    if (ts.n) qsort(ts.v, ts.n, sizeof *ts.v, touched_cmp);
-    sw = (sweep_ctx){ch.acked, cur, ncur, &ts, NULL, 0, 0, 0};
-    rc = tt_scan(t, TT_TABLE_OUTBOX, (tt_bytes){NULL, 0}, sweep_cb, &sw);
-    if (rc == 2) rc = sw.err;
-    if (rc < 0) goto out;
-    rc = 0;
-    for (size_t i = 0; i < sw.n; i++) {
-      uint8_t sk[8], key[TT_R_KEYMAX];
-      tt_bytes v;
-      tt_robx o;
-      tt_r_seqkey(sk, sw.drop[i]);
-      /* tmp: only the key is kept, copied before the next write */
-      if ((rc = tt_get_tmp(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v)) ||
-          (rc = tt_r_obx_decode(v, &o)))
-        goto out;
-      size_t kl = o.klen;
-      memcpy(key, o.key, kl);
-      if ((rc = tt_r_obx_drop(t, sw.drop[i], key, kl)) ||
-          (rc = touched_add(&ts, key, kl, 0, 0, 0)))
-        goto out;
-    }
+    /* Acked intents whose effect the confirmed state now includes: the
+     * cursor of their partition covers their commit (a range of the acked
+     * index), or their document arrived in this page at a version at or
+     * past it. Only those are read, never the whole outbox. */
+    size_t npaged = ts.n;
+    if ((rc = cursor_covered(t, ch.acked, cur, ncur, &sw)) ||
+        (rc = drop_seqs(t, &sw, &ts)))
+      goto out;
+    sw.n = 0;
+    for (size_t i = 0; i < npaged; i++)
+      if ((rc = doc_covered(t, ch.acked, &ts.v[i], &sw))) goto out;
+    if ((rc = drop_seqs(t, &sw, &ts))) goto out;
     if (ts.n) qsort(ts.v, ts.n, sizeof *ts.v, touched_cmp);
     for (size_t i = 0; i < ts.n; i++) {
       if (i > 0 && ts.v[i].klen == ts.v[i - 1].klen &&
@@ -647,8 +767,119 @@ int tt_replica_pull_done(tt_replica *r, int status, const json_t *resp,
 out:
   tt_abort(t);
   touched_free(&ts);
-  free(sw.drop);
+  free(sw.v);
   free(cur);
   free(ctext);
+  return rc;
+}
+
+/* ---- re-bootstrap ------------------------------------------------------- */
+
+int tt_replica_cursor_refused(const tt_replica *r) {
+  return r ? r->cursor_refused : 0;
+}
+
+typedef struct {
+  uint64_t *seqs; /* acknowledged intents to drop */
+  size_t n, cap;
+  int err;
+} acked_ctx;
+
+static int acked_cb(void *vctx, tt_bytes k, tt_bytes v) {
+  acked_ctx *c = vctx;
+  tt_robx o;
+  uint32_t ip;
+  uint64_t icommit, iseq;
+  if (k.len != 8) {
+    /* The acked index follows the seq keys: every record has been seen. */
+    if (tt_r_ackidx_parse(k, &ip, &icommit, &iseq)) return 1;
+    c->err = TETHER_ECORRUPT;
+    return 2;
+  }
+  if ((c->err = tt_r_obx_decode(v, &o))) return 2;
+  if (o.state != TT_ROBX_ACKED) return 0;
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 64;
+    uint64_t *ns = realloc(c->seqs, cap * sizeof *ns);
+    if (!ns) {
+      c->err = TETHER_ENOMEM;
+      return 2;
+    }
+    c->seqs = ns;
+    c->cap = cap;
+  }
+  c->seqs[c->n++] = tt_be64_get(k.data);
+  return 0;
+}
+
+static int del_doc_cb(void *vctx, tt_bytes k, tt_bytes v) {
+  (void)v;
+  return tt_del(vctx, TT_TABLE_DOCS, k);
+}
+
+static int keys_cb(void *vctx, tt_bytes k, tt_bytes v) {
+  (void)v;
+  touched_set *s = vctx;
+  return touched_add(s, k.data, k.len, 0, 0, 0) ? 2 : 0;
+}
+
+int tt_replica_rebootstrap(tt_replica *r) {
+  if (!r) return TETHER_EINVAL;
+  r->err[0] = 0;
+  int rc = tt_r_no_batch(r, "re-bootstrap");
+  if (rc) return rc;
+  tt_txn *t = NULL;
+  acked_ctx ac = {0};
+  touched_set views = {0};
+  if ((rc = tt_txn_begin(r->st, 0, 1, &t))) goto out;
+  /* Every confirmed document goes: the pull from [] brings the server's
+   * whole state back, and a document the server no longer has must not
+   * linger. Deleting the entry the scan hands over is allowed (store.h). */
+  rc = tt_scan(t, TT_TABLE_DOCS, (tt_bytes){NULL, 0}, del_doc_cb, t);
+  if (rc) goto out;
+  /* Acknowledged intents only waited for a pull to cover their (p,
+   * commit), positions in the history the server no longer honours; their
+   * effect is in the server's state (or was lost with it), which the pull
+   * brings. Unacknowledged intents all stay, to be pushed. */
+  rc = tt_scan(t, TT_TABLE_OUTBOX, (tt_bytes){NULL, 0}, acked_cb, &ac);
+  if (rc == 2) rc = ac.err;
+  if (rc < 0) goto out;
+  /* Overlays name every document that had an intent: each is replayed
+   * again on the now empty confirmed state (or goes, with no intent left).
+   * Collected before the drops, which do not touch VIEW. */
+  rc = tt_scan(t, TT_TABLE_VIEW, (tt_bytes){NULL, 0}, keys_cb, &views);
+  if (rc == 2) rc = TETHER_ENOMEM;
+  if (rc < 0) goto out;
+  for (size_t i = 0; i < ac.n; i++) {
+    uint8_t sk[8], key[TT_R_KEYMAX];
+    tt_bytes v;
+    tt_robx o;
+    tt_r_seqkey(sk, ac.seqs[i]);
+    /* tmp: only the key is kept, copied before the next write */
+    if ((rc = tt_get_tmp(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, &v)) ||
+        (rc = tt_r_obx_decode(v, &o)))
+      goto out;
+    size_t kl = o.klen;
+    memcpy(key, o.key, kl);
+    if ((rc = tt_r_obx_drop(t, ac.seqs[i], key, kl))) goto out;
+  }
+  for (size_t i = 0; i < views.n; i++)
+    if ((rc = tt_r_view_recompute(t, views.v[i].key, views.v[i].klen)))
+      goto out;
+  if ((rc = tt_put(t, TT_TABLE_META, (tt_bytes){"cursor", 6},
+                   (tt_bytes){"[]", 2})))
+    goto out;
+  rc = tt_commit(t);
+  t = NULL;
+  if (rc) goto out;
+  json_decref(r->resume);
+  r->resume = NULL;
+  r->cursor_refused = 0;
+out:
+  tt_abort(t);
+  free(ac.seqs);
+  touched_free(&views);
+  if (rc && !r->err[0])
+    TT_R_ERR(r, "re-bootstrap: %s", tether_strerror(rc));
   return rc;
 }

@@ -272,8 +272,15 @@ static int build_write(void *vctx, tt_replica *r, tt_txn *t,
   json_t *val = copy_or_null(w->value);
   if (w->value && !val) return TETHER_ENOMEM;
   (void)r;
-  const json_t *base =
-      w->field && view ? json_object_get(view, w->field) : NULL;
+  /* Only set and unset carry the value they replace: the server needs it
+   * for the three-way check. incr/add/remove always combine with the
+   * server's current value (core/merge.c), and carrying the whole field
+   * would make every such intent as big as the field: quadratic outbox
+   * growth, and past the body limit a push that can never be accepted. */
+  int three_way = w->kind == TT_OP_SET || w->kind == TT_OP_UNSET;
+  const json_t *base = three_way && w->field && view
+                           ? json_object_get(view, w->field)
+                           : NULL;
   return op_add(in, w->kind, w->field, val, base, NULL);
 }
 

@@ -25,12 +25,22 @@
  * above the head H read first, and atomically with the document:
  *   - the scan walks keys upward, so an entry that moves ahead of the scan
  *     position is met again further on (or by the next page or pull, as
- *     the cursor never passes H);
+ *     the cursor never passes H). This needs a backend's scan to meet the
+ *     keys added past its position while it runs, also when the entry it
+ *     was about to give vanished under it (the commit that moved it added
+ *     the new entry at the same time);
  *   - a document read newer than the entry that led to it has moved past H
- *     after the entry was read; it is skipped here and sent from its new
- *     entry, above H, by a later page or pull;
+ *     after the entry was read. Its new entry may lie beyond what the scan
+ *     saw, and the cursor will pass the old one, so it is sent here, as it
+ *     is now (its version, fields newer than the cursor), and again from
+ *     its new entry by a later pull; met again in this answer, it is not
+ *     repeated;
  *   - entries above H met by the scan are sent, and sent again by the next
  *     pull (the cursor moves to H only): a repeat, never a gap.
+ *
+ * Round trips: a partition's entries for the page are collected by the
+ * scan first and their documents then fetched with one tt_prefetch, so a
+ * page costs a few round trips on a remote backend, not one per document.
  *
  * Long-poll waiting lives in net/; wait_ms is only checked here. */
 #include <stdlib.h>
@@ -38,6 +48,13 @@
 
 #include "core/plant.h"
 #include "server/server_int.h"
+
+/* A changelog entry collected by the scan: its seq and its document key
+ * (at OFF in the key buffer). */
+typedef struct {
+  uint64_t seq;
+  size_t off, len;
+} pull_ent;
 
 typedef struct {
   tt_txn *t;
@@ -47,12 +64,30 @@ typedef struct {
   uint64_t next;   /* the first seq left out by the limit */
   size_t count, limit;
   json_t *changes;
+  /* partition p's entries of this page, before their documents are read;
+   * at most LIMIT of them, each key at most TT_SRV_DOCKEY_MAX bytes */
+  pull_ent *ents;
+  size_t nents, entcap;
+  char *kbuf;
+  size_t klen, kcap;
+  tt_bytes *keys; /* for the prefetch, ENTCAP of them */
+  /* versions sent ahead of the entry that led to them (see the top); an
+   * entry at one of these seqs has been sent already */
+  uint64_t *ahead;
+  size_t nahead, aheadcap;
   int rc; /* error from inside the callback */
 } pull_scan;
 
 enum { STOP_PARTITION = 1, STOP_LIMIT = 2, STOP_ERROR = 3 };
 
-/* 0: the change was added; 1: skipped (the document moved on); <0: error. */
+static int sent_ahead(const pull_scan *ps, uint64_t version) {
+  for (size_t i = 0; i < ps->nahead; i++)
+    if (ps->ahead[i] == version)
+      return 1;
+  return 0;
+}
+
+/* 0: the change was added; 1: skipped (sent already); <0: error. */
 static int add_change(pull_scan *ps, uint64_t seq, tt_bytes dockey) {
   const char *k = dockey.data, *sep = memchr(k, '\0', dockey.len);
   tt_bytes val;
@@ -70,13 +105,28 @@ static int add_change(pull_scan *ps, uint64_t seq, tt_bytes dockey) {
   rc = tt_doc_decode(val.data, val.len, &doc);
   if (rc)
     goto out;
-  if (doc.version > seq) {
-    rc = 1; /* moved on after its entry was read: see the top */
-    goto out;
-  }
-  if (doc.version != seq) {
+  if (doc.version < seq) {
     rc = TETHER_ECORRUPT;
     goto out;
+  }
+  if (sent_ahead(ps, doc.version)) {
+    rc = 1;
+    goto out;
+  }
+  if (doc.version > seq) {
+    /* moved on after its entry was read: see the top. Bounded: each is
+     * one entry of this page. */
+    if (ps->nahead == ps->aheadcap) {
+      size_t cap = ps->aheadcap ? 2 * ps->aheadcap : 16;
+      uint64_t *a = realloc(ps->ahead, cap * sizeof *a);
+      if (!a) {
+        rc = TETHER_ENOMEM;
+        goto out;
+      }
+      ps->ahead = a;
+      ps->aheadcap = cap;
+    }
+    ps->ahead[ps->nahead++] = doc.version;
   }
   c = json_object();
   if (!c ||
@@ -86,7 +136,7 @@ static int add_change(pull_scan *ps, uint64_t seq, tt_bytes dockey) {
           c, "id", json_stringn(sep + 1, dockey.len - (size_t)(sep - k) - 1)) ||
       json_object_set_new_nocheck(c, "p", json_integer(ps->p)) ||
       json_object_set_new_nocheck(c, "version",
-                                  json_integer((json_int_t)seq))) {
+                                  json_integer((json_int_t)doc.version))) {
     rc = TETHER_ENOMEM;
     goto out;
   }
@@ -117,27 +167,76 @@ out:
   return rc;
 }
 
+/* Collects the entry: its document is read later, with the page's. */
 static int scan_cb(void *ctx, tt_bytes key, tt_bytes val) {
   pull_scan *ps = ctx;
   uint64_t seq;
-  int rc;
 
   if (key.len != 12 || tt_be32_get(key.data) != ps->p)
     return STOP_PARTITION;
   seq = tt_be64_get((const uint8_t *)key.data + 4);
-  if (ps->count == ps->limit) {
+  if (ps->count + ps->nents >= ps->limit) {
     ps->next = seq;
     return STOP_LIMIT; /* one more entry exists: "more" */
   }
-  rc = add_change(ps, seq, val);
-  if (rc < 0) {
-    ps->rc = rc;
+  if (val.len == 0 || val.len > TT_SRV_DOCKEY_MAX) {
+    ps->rc = TETHER_ECORRUPT;
     return STOP_ERROR;
   }
-  if (rc == 0)
-    ps->count++;
+  if (ps->nents == ps->entcap) {
+    size_t cap = ps->entcap ? 2 * ps->entcap : 64;
+    pull_ent *e;
+    tt_bytes *b;
+    if (cap > ps->limit)
+      cap = ps->limit;
+    e = realloc(ps->ents, cap * sizeof *e);
+    if (e)
+      ps->ents = e;
+    b = e ? realloc(ps->keys, cap * sizeof *b) : NULL;
+    if (!b) {
+      ps->rc = TETHER_ENOMEM;
+      return STOP_ERROR;
+    }
+    ps->keys = b;
+    ps->entcap = cap;
+  }
+  if (ps->kcap - ps->klen < val.len) {
+    size_t cap = ps->kcap ? 2 * ps->kcap : 4096;
+    char *kb;
+    while (cap - ps->klen < val.len)
+      cap *= 2;
+    kb = realloc(ps->kbuf, cap);
+    if (!kb) {
+      ps->rc = TETHER_ENOMEM;
+      return STOP_ERROR;
+    }
+    ps->kbuf = kb;
+    ps->kcap = cap;
+  }
+  memcpy(ps->kbuf + ps->klen, val.data, val.len);
+  ps->ents[ps->nents++] = (pull_ent){seq, ps->klen, val.len};
+  ps->klen += val.len;
   ps->last = seq;
   return 0;
+}
+
+/* The documents of the collected entries: one prefetch, then each change. */
+static int add_collected(pull_scan *ps) {
+  int rc;
+
+  for (size_t i = 0; i < ps->nents; i++)
+    ps->keys[i] = (tt_bytes){ps->kbuf + ps->ents[i].off, ps->ents[i].len};
+  rc = tt_prefetch(ps->t, TT_TABLE_DOCS, ps->keys, ps->nents);
+  for (size_t i = 0; !rc && i < ps->nents; i++) {
+    rc = add_change(ps, ps->ents[i].seq, ps->keys[i]);
+    if (rc == 0)
+      ps->count++;
+    if (rc > 0)
+      rc = 0;
+  }
+  ps->nents = 0;
+  ps->klen = 0;
+  return rc;
 }
 
 static int answer(int *status, json_t **response, int st, json_t *body) {
@@ -291,6 +390,7 @@ int tt_server_pull(tt_server *s, const json_t *request, int *status,
       ps.p = p;
       ps.cursor = cursor[p];
       ps.last = from[p];
+      ps.nahead = 0; /* seqs are per partition */
       tt_srv_change_key(key, p, from[p] + 1);
       rc = tt_scan(t, TT_TABLE_CHANGES, fb, scan_cb, &ps);
       if (rc == STOP_ERROR) {
@@ -299,7 +399,11 @@ int tt_server_pull(tt_server *s, const json_t *request, int *status,
       }
       if (rc < 0)
         goto fail;
-      if (rc == STOP_LIMIT) {
+      int stop = rc;
+      rc = add_collected(&ps);
+      if (rc)
+        goto fail;
+      if (stop == STOP_LIMIT) {
         more = 1; /* cut: the cursor stays, the position travels in resume */
         from[p] = TT_PLANTED("skip-pull-page") ? ps.next : ps.last;
       } else {
@@ -372,6 +476,10 @@ out:
   json_decref(jc);
   json_decref(jr);
   json_decref(ps.changes);
+  free(ps.ents);
+  free(ps.kbuf);
+  free(ps.keys);
+  free(ps.ahead);
   free(cursor);
   free(from);
   free(head);

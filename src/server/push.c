@@ -10,9 +10,13 @@
  *   2. Read the HOME record of each replica involved (in its home
  *      partition h(R), server_int.h) and check, job by job, the gap and
  *      the chain against it and against the valid jobs before it: the first
- *      intent above home.last_seq must chain on home.last_hash. Intents at
- *      or below home.last_seq are not chain-checked: the dedupe records
- *      judge them.
+ *      intent above home.last_seq must chain on home.last_hash, and an
+ *      intent AT home.last_seq must have that hash (through the chain this
+ *      vouches for every intent of the job below it). Otherwise 409
+ *      "chain": a replica restored from a backup re-issuing other intents
+ *      under old seqs must not be told they were applied. Intents below
+ *      home.last_seq are judged by the dedupe records, and each outcome
+ *      record keeps its intent's hash to compare with (step 3).
  *   3. Group the intents of the valid jobs by partition (job order, and so
  *      each replica's seq order, is kept within a partition) and run ONE
  *      write transaction per partition touched, in increasing partition
@@ -24,7 +28,13 @@
  *      outcome record, the advanced dedupe record and p's commit sequence.
  *      Home records advance (only ever up) in the transaction of their home
  *      partition when it runs anyway, else in one of their own after the
- *      others.
+ *      others. Whatever depends on one intent alone (merge, size limit,
+ *      outcome) is settled before it writes anything. If a job fails on
+ *      its own there (its answer cannot be built), or a duplicate's stored
+ *      outcome has another hash (409 chain), its replica is dropped from
+ *      the batch and the partition's transaction is redone without it;
+ *      the other jobs go on. (With several partitions, partitions that
+ *      committed before keep what they applied of it.)
  *   4. A job is answered 200 only when every partition holding its intents
  *      and its home update have committed.
  *
@@ -69,6 +79,15 @@
  * (the scan cannot delete under its own feet). */
 #define PRUNE_CHUNK 1024
 
+/* part_try's answer "redo this partition from scratch without the jobs of
+ * the replicas just dropped" (r->dropped): one job's trouble must not fail
+ * the others of the group commit. */
+#define PART_REDO 1
+/* Jobs failed on their own (out of memory building an answer, ...) before
+ * the whole group commit is failed instead: each costs a redo of the
+ * partition, and when memory is short for everyone there is no point. */
+#define MAX_JOB_FAILURES 8
+
 enum { HOME_ABSENT = 0, HOME_FOUND, HOME_CORRUPT };
 
 /* One replica with valid-looking jobs in the batch. */
@@ -81,6 +100,8 @@ typedef struct {
   int home_write;        /* rec is above stored: the home record moves */
   int home_done;         /* that update committed */
   int bad;               /* a dedupe record of it is corrupt: no home update */
+  int dropped;           /* a job of it failed or diverged in step 3: none
+                            of its jobs runs any further, no home update */
   /* the partition transaction running now (gen == part.gen) */
   unsigned gen;
   uint64_t dd0, dd; /* its dedupe record there: as read, as advanced */
@@ -96,6 +117,9 @@ typedef struct {
   int valid;           /* passed the checks so far: its intents will run */
   int early;           /* answered 200 before its commit (planted bug) */
   int corrupt;         /* a dedupe record it needs is unreadable: 500 */
+  int failed;          /* its own error in step 3 (TETHER_E*): 503 */
+  uint64_t diverged;   /* seq of an intent that is not the one applied
+                          under that seq: 409 chain; 0 = none */
   unsigned parts_left; /* partitions holding its intents, not committed */
   int needs_home;      /* its last seq is above the stored home record */
   uint64_t acked;
@@ -125,6 +149,7 @@ typedef struct {
   /* totals of the committed partitions */
   uint64_t n_out[TT_OUT__COUNT], n_dup, n_conc;
   int docs_changed;
+  unsigned job_failures; /* jobs failed on their own so far */
 } batch;
 
 /* One partition's write transaction. */
@@ -254,13 +279,6 @@ static int check_shape(tt_push_job *job, jstate *js) {
 
 /* ---- step 2: home records, gaps and chains ------------------------------ */
 
-static uint32_t id_hash(const uint8_t id[TT_ID_LEN]) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < TT_ID_LEN; i++)
-    h = (h ^ id[i]) * 16777619u;
-  return h;
-}
-
 /* Gives each valid job its replica's index in b->reps, and orders the
  * replicas by home partition (b->rorder, b->hstart). */
 static int index_replicas(batch *b) {
@@ -283,7 +301,9 @@ static int index_replicas(batch *b) {
     size_t h;
     if (!js->valid)
       continue;
-    for (h = id_hash(js->replica) & (cap - 1); slot[h];
+    for (h = tt_srv_fnv1a(TT_SRV_FNV_INIT, js->replica, TT_ID_LEN) &
+             (cap - 1);
+         slot[h];
          h = (h + 1) & (cap - 1))
       if (!memcmp(b->reps[slot[h] - 1].id, js->replica, TT_ID_LEN))
         break;
@@ -341,6 +361,7 @@ static int read_home(tt_txn *t, rstate *r, tt_srv_replica *out, int *state) {
   tt_bytes key = {r->id, TT_ID_LEN}, val;
   int rc = tt_get(t, TT_TABLE_REPLICAS, key, &val);
   memset(out, 0, sizeof *out);
+  *state = HOME_ABSENT; /* also on error: callers read it before rc */
   if (rc == TETHER_ENOTFOUND) {
     *state = HOME_ABSENT;
     return 0;
@@ -397,6 +418,17 @@ static int read_homes(batch *b) {
   return rc;
 }
 
+/* The 409 body of a push holding intent SEQ that is not the intent the
+ * server applied under that seq (docs/PROTOCOL.md, push). */
+static json_t *diverged_error(uint64_t seq) {
+  return tt_srv_error("chain",
+                      "intent seq %llu is not the intent this server applied "
+                      "with that seq: the replica's history diverged from "
+                      "what the server applied (restored from a backup?); "
+                      "the push was refused",
+                      (unsigned long long)seq);
+}
+
 /* 0: JS is valid and advanced its replica's chain head. 1: JOB was
  * answered with an error. <0: fatal. */
 static int check_chain(batch *b, tt_push_job *job, jstate *js) {
@@ -434,6 +466,17 @@ static int check_chain(batch *b, tt_push_job *job, jstate *js) {
                                  "the last applied intent (seq %llu)",
                                  (unsigned long long)js->in[first_new].seq,
                                  (unsigned long long)r->rec.last_seq));
+  /* The intent at the head's seq, when the job holds it, must be the one
+   * applied under that seq. Through the chain that vouches for every
+   * intent of the job at or below the head too. A different one means
+   * the replica's history diverged from the server's (restored from a
+   * backup, it re-issues other intents under old seqs): answering them as
+   * duplicates would tell its app that writes were applied that never
+   * were. */
+  if (r->rec.last_seq >= js->in[0].seq && r->rec.last_seq <= last->seq &&
+      memcmp(js->in[r->rec.last_seq - js->in[0].seq].hash, r->rec.last_hash,
+             TT_HASH_LEN) != 0)
+    return job_fail(job, 409, diverged_error(r->rec.last_seq));
   if (last->seq > r->rec.last_seq) {
     /* A rejected intent consumes its seq too: the chain goes on. */
     r->rec.last_seq = last->seq;
@@ -597,6 +640,19 @@ out:
   return rc;
 }
 
+/* Step 3 found that JS holds an intent (SEQ) other than the one applied
+ * under its seq: the job is answered 409 and the partition is redone
+ * without its replica's jobs, so nothing of it is written there. */
+static int diverged(batch *bt, jstate *js, uint64_t seq) {
+  js->diverged = seq;
+  bt->reps[js->rep].dropped = 1;
+  return PART_REDO;
+}
+
+/* Duplicate of an intent of JS's replica applied in this partition: its
+ * stored outcome again. The record keeps the hash of the intent it is the
+ * outcome of, and a resent intent must be that one (check_chain checks the
+ * head; this, the intents below it whose records are still kept). */
 static int duplicate(part *b, jstate *js, size_t idx) {
   const tt_intent *in = &js->in[idx];
   uint8_t k[TT_ID_LEN + 8];
@@ -611,6 +667,10 @@ static int duplicate(part *b, jstate *js, size_t idx) {
   if (rc && rc != TETHER_ENOTFOUND)
     return rc;
   if (!rc && tt_srv_outcome_decode(val, in->seq, &o, &conflict) == 0) {
+    if (o.hash && memcmp(o.hash, in->hash, TT_HASH_LEN) != 0) {
+      json_decref(conflict);
+      return diverged(b->bt, js, in->seq);
+    }
     j = tt_srv_outcome_json(&o, 1);
   } else {
     /* Pruned (the replica said it had it) or unreadable: the effect
@@ -624,6 +684,32 @@ static int duplicate(part *b, jstate *js, size_t idx) {
   json_decref(js->out[idx]);
   js->out[idx] = j;
   return 0;
+}
+
+/* An intent new in this partition whose seq the replica's home record had
+ * already passed. Usually the retry after a crash between two partition
+ * commits; but if an outcome record of that seq is found (LMDB shows those
+ * of every partition), it was applied elsewhere, and a different intent
+ * under the same seq is a diverged history. 0 (go on), PART_REDO, or an
+ * error. */
+static int check_below_head(part *b, jstate *js, size_t idx) {
+  const tt_intent *in = &js->in[idx];
+  uint8_t k[TT_ID_LEN + 8];
+  tt_bytes key = {k, sizeof k}, val;
+  tt_srv_outcome o;
+  json_t *conflict = NULL;
+  int rc, differs = 0;
+
+  tt_srv_outcome_key(k, js->replica, in->seq);
+  rc = tt_get(b->t, TT_TABLE_OUTCOMES, key, &val);
+  if (rc == TETHER_ENOTFOUND)
+    return 0;
+  if (rc)
+    return rc;
+  if (tt_srv_outcome_decode(val, in->seq, &o, &conflict) == 0)
+    differs = o.hash && memcmp(o.hash, in->hash, TT_HASH_LEN) != 0;
+  json_decref(conflict);
+  return differs ? diverged(b->bt, js, in->seq) : 0;
 }
 
 /* A resolve op may only settle an open conflict on the same coll/id/field.
@@ -810,12 +896,25 @@ static int audit(part *b, const tt_intent *in, const char *rephex,
 
 /* ---- one new intent ----------------------------------------------------- */
 
+/* Turns RES into a rejection (nothing of the merge is kept). */
+static void reject_res(tt_merge_result *res, const char *reason) {
+  tt_merge_result_clear(res);
+  res->kind = TT_OUT_REJECTED;
+  tt_errf(res->reason, sizeof res->reason, "%s", reason);
+}
+
+/* Merges and writes one intent new in this partition. Everything that
+ * depends on the intent alone (the merge, the document's encoding and
+ * size, the outcome in stored and wire form) is settled before anything is
+ * written, so a failure there is this intent's: a rejection when its
+ * content is at fault, else an error that the caller turns into a failure
+ * of this job only (part_try). */
 static int apply_intent(part *b, jstate *js, size_t idx) {
   tt_server *s = b->s;
   const tt_intent *in = &js->in[idx];
   const char *rephex = js->rephex;
-  char dk[TT_SRV_DOCKEY_MAX];
-  size_t dkl = tt_srv_doc_key(dk, in->coll, in->id);
+  char dk[TT_SRV_DOCKEY_MAX], *enc = NULL;
+  size_t dkl = tt_srv_doc_key(dk, in->coll, in->id), elen = 0;
   uint32_t p = b->p;
   tt_bytes key = {dk, dkl}, old = {NULL, 0};
   tt_doc doc = {0};
@@ -840,8 +939,7 @@ static int apply_intent(part *b, jstate *js, size_t idx) {
   if (old.len && tt_doc_decode(old.data, old.len, &doc)) {
     /* Never guess over a corrupt record: the intent cannot be merged, but
      * it must not wedge the replica's outbox either. */
-    res.kind = TT_OUT_REJECTED;
-    tt_errf(res.reason, sizeof res.reason, "stored document is corrupt");
+    reject_res(&res, "stored document is corrupt");
     goto outcome;
   }
   prev_version = doc.version;
@@ -859,8 +957,7 @@ static int apply_intent(part *b, jstate *js, size_t idx) {
       break;
     }
   if (!ok) {
-    res.kind = TT_OUT_REJECTED;
-    tt_errf(res.reason, sizeof res.reason, "unknown conflict");
+    reject_res(&res, "unknown conflict");
     goto outcome;
   }
 
@@ -871,26 +968,66 @@ static int apply_intent(part *b, jstate *js, size_t idx) {
                        b->seq + 1, s->pol, &res);
   if (rc)
     goto out;
+  if (res.changed) {
+    rc = tt_doc_encode(&doc, &enc, &elen);
+    if (rc)
+      goto out;
+    /* Replicas refuse records much over this (TT_MAX_DOC, util.h): a
+     * document grown past it would fail every replica's pull for good. */
+    if (elen > TT_MAX_DOC) {
+      char why[64];
+      tt_errf(why, sizeof why, "document over %zu bytes", (size_t)TT_MAX_DOC);
+      reject_res(&res, why);
+    }
+  }
+
+outcome:
+  commit = res.changed ? b->seq + 1 : prev_version;
+  if (res.kind == TT_OUT_REJECTED) {
+    o.reason = res.reason;
+    /* It goes into JSON: never let a cut character fail the answer. */
+    o.reason_len = tt_utf8_prefix(res.reason, sizeof res.reason - 1);
+  }
+  if (res.kind == TT_OUT_MERGED && res.rule) {
+    o.rule = res.rule;
+    o.rule_len = strlen(res.rule);
+  }
+  if (res.kind == TT_OUT_CONFLICT && res.nconflicts) {
+    cjson = tt_srv_conflict_json(&res.conflicts[0]);
+    if (!cjson) {
+      rc = TETHER_ENOMEM;
+      goto out;
+    }
+    o.conflict = cjson;
+  }
+  o.seq = in->seq;
+  o.kind = res.kind;
+  o.p = p;
+  o.commit = commit;
+  o.hash = in->hash;
+  /* "push:outcome" (server.h): the test hook makes this answer fail. */
+  if (!(s->fault && s->fault(s->fault_ctx, "push:outcome")))
+    oj = tt_srv_outcome_json(&o, 0);
+  if (!oj) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  rc = tt_srv_outcome_encode(&o, &obuf, &olen);
+  if (rc)
+    goto out;
+
+  /* Writes. */
   if (res.changed)
     b->seq++;
-  commit = res.changed ? b->seq : prev_version;
-
   if (res.concurrent) {
     b->n_conc += res.concurrent;
     rc = audit(b, in, rephex, p, &doc, &res, commit);
     if (rc)
       goto out;
   }
-
   if (res.changed) {
-    char *enc = NULL;
-    size_t elen = 0;
     uint8_t ck[12];
-
-    rc = tt_doc_encode(&doc, &enc, &elen);
-    if (!rc)
-      rc = put(b, TT_TABLE_DOCS, dk, dkl, enc, elen);
-    free(enc);
+    rc = put(b, TT_TABLE_DOCS, dk, dkl, enc, elen);
     if (rc)
       goto out;
     if (prev_version) {
@@ -918,52 +1055,26 @@ static int apply_intent(part *b, jstate *js, size_t idx) {
         if (rc)
           goto out;
       }
-
-outcome:
-  if (res.kind == TT_OUT_REJECTED) {
-    commit = prev_version;
-    o.reason = res.reason;
-    o.reason_len = strlen(res.reason);
-  }
-  if (res.kind == TT_OUT_MERGED && res.rule) {
-    o.rule = res.rule;
-    o.rule_len = strlen(res.rule);
-  }
-  if (res.kind == TT_OUT_CONFLICT && res.nconflicts) {
-    cjson = tt_srv_conflict_json(&res.conflicts[0]);
-    if (!cjson) {
-      rc = TETHER_ENOMEM;
-      goto out;
-    }
-    o.conflict = cjson;
-  }
-  o.seq = in->seq;
-  o.kind = res.kind;
-  o.p = p;
-  o.commit = commit;
-  b->n_out[res.kind]++;
-  rc = tt_srv_outcome_encode(&o, &obuf, &olen);
-  if (!rc) {
+  {
     uint8_t okey[TT_ID_LEN + 8];
     tt_srv_outcome_key(okey, js->replica, in->seq);
     rc = put(b, TT_TABLE_OUTCOMES, okey, sizeof okey, obuf, olen);
+    if (rc)
+      goto out;
   }
-  if (rc)
-    goto out;
-  oj = tt_srv_outcome_json(&o, 0);
-  if (!oj) {
-    rc = TETHER_ENOMEM;
-    goto out;
-  }
+  b->n_out[res.kind]++;
   json_decref(js->out[idx]);
   js->out[idx] = oj;
+  oj = NULL;
 out:
   if (resolves) {
     for (size_t i = 0; i < in->nops; i++)
       json_decref(resolves[i]);
     free(resolves);
   }
+  free(enc);
   free(obuf);
+  json_decref(oj);
   json_decref(cjson);
   tt_merge_result_clear(&res);
   tt_doc_clear(&doc);
@@ -1155,10 +1266,20 @@ static void drop_outcomes(batch *b, const item *it, size_t n) {
   }
 }
 
+/* An error of one intent that is its job's alone (its answer could not be
+ * built, a key or value the backend refuses), as opposed to the store's
+ * (unreachable, full, raced, corrupt), which stops the group commit. */
+static int job_error(int rc) {
+  return rc == TETHER_ENOMEM || rc == TETHER_ETOOBIG || rc == TETHER_EINVAL ||
+         rc == TETHER_ETYPE;
+}
+
 /* One try of partition P's transaction: the intents IT[0..N) and the home
  * records of replicas HOMES[0..NH) (those of them that moved). Returns 0
- * once committed (or when there was nothing to write), TETHER_ERETRY when
- * raced, TETHER_EUNAVAILABLE on a simulated crash, or another error. */
+ * once committed (or when there was nothing to write), PART_REDO when a
+ * job failed or diverged on its own (its replica is dropped: redo
+ * without it), TETHER_ERETRY when raced, TETHER_EUNAVAILABLE on a
+ * simulated crash, or another error. */
 static int part_try(batch *bt, uint32_t p, const item *it, size_t n,
                     const size_t *homes, size_t nh) {
   part pc = {.bt = bt, .s = bt->s, .now_ms = bt->now_ms, .p = p};
@@ -1188,7 +1309,7 @@ static int part_try(batch *bt, uint32_t p, const item *it, size_t n,
     rstate *r = &bt->reps[js->rep];
     const tt_intent *in = &js->in[it[k].idx];
 
-    if (js->corrupt)
+    if (js->corrupt || r->dropped)
       continue;
     if (r->gen != pc.gen) {
       r->gen = pc.gen;
@@ -1209,9 +1330,18 @@ static int part_try(batch *bt, uint32_t p, const item *it, size_t n,
     if (in->seq <= r->dd && !TT_PLANTED("skip-dedupe")) {
       rc = duplicate(b, js, it[k].idx);
     } else {
-      rc = apply_intent(b, js, it[k].idx);
+      rc = in->seq <= r->stored.last_seq ? check_below_head(b, js, it[k].idx)
+                                         : 0;
+      if (!rc)
+        rc = apply_intent(b, js, it[k].idx);
       if (in->seq > r->dd)
         r->dd = in->seq;
+    }
+    if (rc && job_error(rc) && bt->job_failures < MAX_JOB_FAILURES) {
+      bt->job_failures++;
+      js->failed = rc;
+      r->dropped = 1;
+      rc = PART_REDO;
     }
     if (rc)
       goto out;
@@ -1229,7 +1359,7 @@ static int part_try(batch *bt, uint32_t p, const item *it, size_t n,
     }
   for (size_t i = 0; i < nh; i++) {
     rstate *r = &bt->reps[homes[i]];
-    if (r->home_write && !r->bad && (rc = update_home(b, r)))
+    if (r->home_write && !r->bad && !r->dropped && (rc = update_home(b, r)))
       goto out;
   }
 
@@ -1253,13 +1383,15 @@ static int part_try(batch *bt, uint32_t p, const item *it, size_t n,
   /* Committed, or nothing to commit: this partition is done. */
   for (size_t k = 0; k < n; k++) {
     jstate *js = &bt->js[it[k].job];
+    if (bt->reps[js->rep].dropped)
+      continue; /* skipped here: not done */
     if (js->mark != pc.gen) {
       js->mark = pc.gen;
       js->parts_left--;
     }
   }
   for (size_t i = 0; i < nh; i++)
-    if (!bt->reps[homes[i]].bad)
+    if (!bt->reps[homes[i]].bad && !bt->reps[homes[i]].dropped)
       bt->reps[homes[i]].home_done = 1;
   for (int i = 0; i < TT_OUT__COUNT; i++)
     bt->n_out[i] += pc.n_out[i];
@@ -1283,12 +1415,15 @@ static int run_part(batch *b, uint32_t p) {
   size_t nh = b->hstart[p + 1] - b->hstart[p];
   int rc;
 
-  for (int tries = 1;; tries++) {
+  for (int tries = 1;;) {
     rc = part_try(b, p, it, n, homes, nh);
-    if (rc != TETHER_ERETRY || tries == TT_SRV_MAX_TRIES)
+    /* A redo without a dropped replica is not a race: it does not count
+     * against the tries (each drops one more replica, so they end). */
+    if (rc != PART_REDO &&
+        (rc != TETHER_ERETRY || tries++ == TT_SRV_MAX_TRIES))
       return rc;
-    /* Another server moved a key this transaction read: redo it all from
-     * what the store holds now. */
+    /* Another server moved a key this transaction read, or a job was
+     * dropped: redo it all from what the store holds now. */
     drop_outcomes(b, it, n);
     for (size_t k = 0; k < n; k++) {
       b->js[it[k].job].corrupt = 0;
@@ -1333,6 +1468,9 @@ static void answer(batch *b, int rc) {
       body = tt_srv_error("unavailable", "commit failed (%s); this push "
                                          "was not acknowledged",
                           tether_err_name(rc ? rc : TETHER_ENOMEM));
+    } else if (js->diverged) {
+      status = 409;
+      body = diverged_error(js->diverged);
     } else if (js->corrupt) {
       status = 500;
       body = tt_srv_error("internal", "a dedupe record of the replica is "
@@ -1349,6 +1487,17 @@ static void answer(batch *b, int rc) {
       }
     } else if (js->early) {
       continue; /* the planted bug keeps its premature answer */
+    } else if (js->failed) {
+      status = 503;
+      body = tt_srv_error("unavailable",
+                          "this push could not be processed (%s); it was not "
+                          "acknowledged",
+                          tether_err_name(js->failed));
+    } else if (b->reps[js->rep].dropped) {
+      status = 503;
+      body = tt_srv_error("unavailable",
+                          "another push of this replica in the same group "
+                          "commit failed; this push was not acknowledged");
     } else if (rc == TETHER_EFULL) {
       status = 507;
       body = tt_srv_error("full", "the store is full; this push was not "
@@ -1445,6 +1594,8 @@ int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
   rc = group(&b);
   if (!rc)
     rc = run_all(&b);
+  for (size_t i = 0; i < njobs; i++)
+    nbad += b.js[i].valid && b.js[i].diverged; /* answered 409 */
 
 done:
   tt_abort(b.t0); /* P == 1 and stopped before the partition ran */

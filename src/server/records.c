@@ -10,36 +10,43 @@
 
 #include "server/server_int.h"
 
-#define OUTCOME_FORMAT 1u
+/* Outcome record, all integers big-endian:
+ *   u8 format, u8 kind, be32 p, be64 commit,
+ *   [format 2 only: the intent's hash, TT_HASH_LEN bytes]
+ *   u8 rule length, rule, be16 reason length, reason,
+ *   the conflict as compact JSON (the rest, possibly empty).
+ * Format 1 (no hash) is what stores written before the hash was kept
+ * hold; it is still read, and written for an outcome without a hash. */
+#define OUTCOME_FORMAT_NOHASH 1u
+#define OUTCOME_FORMAT 2u
 #define REPLICA_FORMAT 1u
 #define DEDUPE_FORMAT 1u
 /* format, kind, be32 p, be64 commit, u8 rule length, be16 reason length */
 #define OUTCOME_FIXED (1 + 1 + 4 + 8 + 1 + 2)
 
-uint32_t tt_srv_fnv1a(const char *coll, const char *id) {
-  uint32_t h = 2166136261u;
-  for (const unsigned char *c = (const unsigned char *)coll; *c; c++)
-    h = (h ^ *c) * 16777619u;
-  h = (h ^ 0u) * 16777619u; /* the separator, so ("ab","c") != ("a","bc") */
-  for (const unsigned char *c = (const unsigned char *)id; *c; c++)
-    h = (h ^ *c) * 16777619u;
+uint32_t tt_srv_fnv1a(uint32_t h, const void *data, size_t len) {
+  const unsigned char *c = data;
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ c[i]) * 16777619u;
   return h;
 }
 
 unsigned tt_server_partition_of(const char *coll, const char *id,
                                 unsigned nparts) {
+  uint32_t h;
   if (nparts <= 1)
     return 0;
-  return tt_srv_fnv1a(coll, id) % nparts;
+  h = tt_srv_fnv1a(TT_SRV_FNV_INIT, coll, strlen(coll));
+  /* the zero byte between, so ("ab","c") != ("a","bc") */
+  h = tt_srv_fnv1a(h, "", 1);
+  h = tt_srv_fnv1a(h, id, strlen(id));
+  return h % nparts;
 }
 
 unsigned tt_server_home_of(const uint8_t id[TT_ID_LEN], unsigned nparts) {
-  uint32_t h = 2166136261u;
   if (nparts <= 1)
     return 0;
-  for (size_t i = 0; i < TT_ID_LEN; i++)
-    h = (h ^ id[i]) * 16777619u;
-  return h % nparts;
+  return tt_srv_fnv1a(TT_SRV_FNV_INIT, id, TT_ID_LEN) % nparts;
 }
 
 size_t tt_srv_doc_key(char *buf, const char *coll, const char *id) {
@@ -148,18 +155,22 @@ int tt_srv_outcome_encode(const tt_srv_outcome *o, uint8_t **buf,
     if (rc)
       goto out;
   }
-  b = malloc(OUTCOME_FIXED + rl + sl + cl);
+  b = malloc(OUTCOME_FIXED + (o->hash ? TT_HASH_LEN : 0) + rl + sl + cl);
   if (!b) {
     rc = TETHER_ENOMEM;
     goto out;
   }
   w = b;
-  *w++ = OUTCOME_FORMAT;
+  *w++ = o->hash ? OUTCOME_FORMAT : OUTCOME_FORMAT_NOHASH;
   *w++ = (uint8_t)o->kind;
   tt_be32_put(w, o->p);
   w += 4;
   tt_be64_put(w, o->commit);
   w += 8;
+  if (o->hash) {
+    memcpy(w, o->hash, TT_HASH_LEN);
+    w += TT_HASH_LEN;
+  }
   *w++ = (uint8_t)rl;
   if (rl)
     memcpy(w, o->rule, rl);
@@ -185,17 +196,25 @@ int tt_srv_outcome_decode(tt_bytes b, uint64_t seq, tt_srv_outcome *out,
                           json_t **conflict) {
   const uint8_t *d = b.data, *end = d + b.len;
   size_t rl, sl;
+  int has_hash;
 
   memset(out, 0, sizeof *out);
   *conflict = NULL;
-  if (b.len < OUTCOME_FIXED || d[0] != OUTCOME_FORMAT ||
-      d[1] >= (uint8_t)TT_OUT__COUNT)
+  if (b.len < OUTCOME_FIXED ||
+      (d[0] != OUTCOME_FORMAT && d[0] != OUTCOME_FORMAT_NOHASH) ||
+      d[1] >= (uint8_t)TT_OUT__COUNT ||
+      (d[0] == OUTCOME_FORMAT && b.len < OUTCOME_FIXED + TT_HASH_LEN))
     return TETHER_ECORRUPT;
+  has_hash = d[0] == OUTCOME_FORMAT;
   out->seq = seq;
   out->kind = (tt_outcome_kind)d[1];
   out->p = tt_be32_get(d + 2);
   out->commit = tt_be64_get(d + 6);
   d += 14;
+  if (has_hash) {
+    out->hash = d;
+    d += TT_HASH_LEN;
+  }
   rl = *d++;
   /* rule and reason go into JSON answers: they must be UTF-8 */
   if ((size_t)(end - d) < rl + 2 || !tt_utf8_valid(d, rl))
@@ -226,7 +245,8 @@ int tt_srv_outcome_decode(tt_bytes b, uint64_t seq, tt_srv_outcome *out,
 
 int tt_srv_outcome_partition(tt_bytes b, uint32_t *p) {
   const uint8_t *d = b.data;
-  if (b.len < OUTCOME_FIXED || d[0] != OUTCOME_FORMAT)
+  if (b.len < OUTCOME_FIXED ||
+      (d[0] != OUTCOME_FORMAT && d[0] != OUTCOME_FORMAT_NOHASH))
     return TETHER_ECORRUPT;
   *p = tt_be32_get(d + 2);
   return 0;

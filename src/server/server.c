@@ -288,19 +288,20 @@ void tt_server_get_stats(const tt_server *s, tt_server_stats *out) {
 }
 
 json_t *tt_srv_error(const char *code, const char *fmt, ...) {
-  char msg[256];
+  char msg[256] = "";
   va_list ap;
   json_t *j, *m;
 
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  /* Keep what is UTF-8: a message quoting client bytes may have been cut
+   * in the middle of a character. */
+  msg[tt_utf8_prefix(msg, sizeof msg - 1)] = '\0';
   j = json_object();
   if (!j)
     return NULL;
   m = json_string(msg);
-  if (!m) /* the message quoted client bytes cut mid-character */
-    m = json_string("(message not valid UTF-8)");
   if (json_object_set_new_nocheck(j, "v", json_integer(1)) ||
       json_object_set_new_nocheck(j, "error", json_string(code)) ||
       json_object_set_new_nocheck(j, "message", m)) {

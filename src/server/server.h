@@ -38,8 +38,12 @@ typedef struct {
    * partitions committed before the crash; its retry finds them
    * deduplicated). With one partition that is: before-commit, nothing
    * durable and every job 503; after-commit, everything durable and every
-   * valid job 200. Close the server then, as after a real crash. NULL =
-   * no hook. */
+   * valid job 200. Close the server then, as after a real crash.
+   * Also called once per intent merged, at "push:outcome", just before its
+   * answer is built: non-zero makes that fail as if out of memory, which
+   * fails that intent's job alone (503, nothing of it written in that
+   * partition) while the others of the group commit go on. NULL = no
+   * hook. */
   int (*fault)(void *ctx, const char *point);
   void *fault_ctx;
 } tt_server_opts;
@@ -93,13 +97,18 @@ typedef struct {
 
 /* Applies the jobs in order as ONE group commit (push.c tells how):
  * every job is checked as a whole first (malformed, bad hash, broken
- * chain, gap, wrong replica: a 4xx that changes nothing; the other jobs go
- * on); then the intents of the valid jobs are deduplicated, merged and
+ * chain, gap, wrong replica, an intent at the replica's last applied seq
+ * that is not the one applied there: a 4xx that changes nothing; the
+ * other jobs go on); then the intents of the valid jobs are deduplicated
+ * (a resent intent whose stored outcome records another hash: 409 chain
+ * for that job), merged and
  * written with one store transaction per partition they touch, in
  * increasing partition order (ONE transaction and one durable commit when
  * the store has one partition). Each job sees the effects of the jobs
  * before it. A job is answered 200 only once every partition holding its
- * intents, and its replica's home record update, have committed. If a
+ * intents, and its replica's home record update, have committed. A job
+ * whose own answer cannot be built (out of memory) gets 503 alone, with
+ * the other jobs of its replica in the batch; the rest go on. If a
  * partition cannot commit, every job not yet fully committed gets 503 (507
  * when the store is full) and is not acknowledged; jobs fully committed
  * before still get their 200. Returns 0, or the store error that stopped

@@ -120,6 +120,11 @@ typedef struct {
   const json_t *conflict; /* {"id","field","base","theirs","ours"} or NULL */
   uint32_t p;
   uint64_t commit;
+  /* TT_HASH_LEN bytes: the hash of the intent this is the outcome of, so a
+   * resent intent can be told from a different one with the same seq (a
+   * replica restored from a backup). NULL = not kept (records written
+   * before it was; never in the wire form). */
+  const uint8_t *hash;
 } tt_srv_outcome;
 
 /* Compact binary form; *buf malloc'd (free()). 0 or ENOMEM. */
@@ -147,8 +152,13 @@ int tt_srv_json_encode(const json_t *v, char **buf, size_t *len);
 /* A JSON object from B; TETHER_ECORRUPT when it is not one. */
 int tt_srv_json_decode(tt_bytes b, json_t **out);
 
-/* ---- partition ---------------------------------------------------------- */
+/* ---- hashing ------------------------------------------------------------ */
 
-uint32_t tt_srv_fnv1a(const char *coll, const char *id);
+/* FNV-1a 32-bit over LEN bytes of DATA, continuing from H: start with
+ * TT_SRV_FNV_INIT. The one FNV of server/: document partitions and replica
+ * home partitions (server.h; both stable forever) and push's in-memory
+ * replica table. */
+#define TT_SRV_FNV_INIT 2166136261u
+uint32_t tt_srv_fnv1a(uint32_t h, const void *data, size_t len);
 
 #endif

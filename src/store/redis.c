@@ -711,6 +711,7 @@ typedef struct {
   size_t pi;           /* next member */
   int done;            /* Redis has nothing beyond the page */
   int started;         /* pos holds the last key visited */
+  int vanished;        /* a member of the page was deleted before its MGET */
   unsigned char *pos;
   size_t poslen, poscap;
 } rd_scanst;
@@ -775,6 +776,7 @@ static int rd_scan_page(rd_txn *t, unsigned tab, tt_bytes from,
   st->pi = 0;
   zr = NULL;
   st->done = n < RD_PAGE;
+  st->vanished = 0;
   if (n == 0)
     goto out;
 
@@ -852,7 +854,10 @@ static int rd_scan(tt_txn *base, tt_table tab, tt_bytes from, tt_scan_cb cb,
         rk = st.zr->element[st.pi];
         break;
       }
-      if (st.done && st.zr)
+      /* A member deleted between ZRANGEBYLEX and MGET was deleted by a
+       * commit that may have added keys beyond this page (a changelog
+       * entry moving forward): list once more before ending. */
+      if (st.done && st.zr && !st.vanished)
         break;
       if ((rc = rd_scan_page(t, tab, from, &st)) != 0) {
         rd_fail(t, rc);
@@ -877,6 +882,8 @@ static int rd_scan(tt_txn *base, tt_table tab, tt_bytes from, tt_scan_cb cb,
         v.len = e->v->len;
       } else if ((e && e->st == E_DEL) || vr->type == REDIS_REPLY_NIL) {
         /* deleted here, or by another client since the index was read */
+        if (!(e && e->st == E_DEL))
+          st.vanished = 1;
         if ((rc = rd_scan_setpos(&st, k.data, k.len)) != 0)
           goto out;
         continue;

@@ -10,7 +10,8 @@
 #   start_server NAME [--port P] [--config FILE] [-- EXTRA SERVE ARGS]
 #   stop_server NAME          SIGTERM, must exit 0 within 15 s
 #   kill9_server NAME         SIGKILL (crash), data dir kept for a restart
-#   restart_server NAME       same port, same data dir (and same config)
+#   restart_server NAME       same port, same store (data dir or Redis), same
+#                             config and extra serve arguments
 #   server_url NAME
 #   new_replica NAME SERVER_NAME|URL
 #   rep NAME ARGS...          tether --replica <dir of NAME> ARGS...
@@ -19,6 +20,23 @@
 #   free_port, wait_until SECONDS CMD..., http_post URL FILE OUTFILE
 #   fail MSG, assert_eq EXPECTED ACTUAL MSG, assert_contains HAY NEEDLE MSG,
 #   assert_not_contains HAY NEEDLE MSG, pass
+#
+# The server's store: TETHER_E2E_BACKEND =
+#   lmdb     (default) each server NAME keeps its data in its own --data dir;
+#   redis    one redis-server (AOF, appendfsync always), started in the test's
+#            temporary directory at the first start_server, shared by every
+#            server of the test (--backend redis://...);
+#   cluster  a 3-master Redis Cluster started the same way, every server on
+#            it with --backend redis-cluster://... --partitions 8.
+# Redis is started through tests/redis/redis-harness.sh, outlives restarts
+# of the tether servers (a restart finds its state there, as a restart on
+# LMDB finds its data dir), and is stopped by PID by the EXIT trap. Without
+# redis-server the test exits 77 (ctest: skipped). A test that passes its
+# own --backend after `--` gets that instead. Helpers for it:
+#   e2e_backend               prints lmdb, redis or cluster
+#   e2e_store_args DIR        E2E_STORE_ARGS=(the serve arguments selecting
+#                             the store), starting Redis at the first call
+#   E2E_STORE_URL             the Redis URL once started ("" before)
 
 set -euo pipefail
 
@@ -26,13 +44,31 @@ if [ $# -lt 1 ] || [ ! -x "$1" ]; then
   echo "usage: bash $0 PATH/TO/tether  (got: '${1:-}')" >&2
   exit 2
 fi
+E2E_BACKEND="${TETHER_E2E_BACKEND:-lmdb}"
+case "$E2E_BACKEND" in
+  lmdb) ;;
+  redis | cluster)
+    if ! command -v "${TETHER_REDIS_SERVER:-redis-server}" >/dev/null 2>&1 ||
+      ! command -v "${TETHER_REDIS_CLI:-redis-cli}" >/dev/null 2>&1; then
+      echo "SKIP: TETHER_E2E_BACKEND=$E2E_BACKEND needs redis-server and redis-cli (scripts/deps test)"
+      exit 77
+    fi
+    # shellcheck source=../redis/redis-harness.sh
+    . "$(cd "$(dirname "${BASH_SOURCE[0]}")/../redis" && pwd)/redis-harness.sh"
+    ;;
+  *)
+    echo "TETHER_E2E_BACKEND=$E2E_BACKEND: expected lmdb, redis or cluster" >&2
+    exit 2
+    ;;
+esac
+E2E_STORE_URL=""
 TETHER="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 TETHER_BUILD_DIR="${TETHER_BUILD_DIR:-$(dirname "$TETHER")}"
 unset TETHER_REPLICA
 E2E_NAME="$(basename "$0" .sh)"
 E2E_TMP="$(mktemp -d "${TMPDIR:-/tmp}/tether-e2e.XXXXXX")"
 
-declare -A SRV_PID=() SRV_PORT=() SRV_URL=() SRV_DATA=() SRV_LOG=() SRV_CONFIG=() SRV_STARTS=()
+declare -A SRV_PID=() SRV_PORT=() SRV_URL=() SRV_DATA=() SRV_LOG=() SRV_CONFIG=() SRV_STARTS=() SRV_EXTRA=()
 E2E_BG=()
 E2E_SHELL=$$
 
@@ -59,11 +95,13 @@ e2e_cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   wait 2>/dev/null || true
+  # Redis last: by PID, SIGTERM first (it exits at once), SIGKILL after 10 s.
+  if declare -F rh_stop_all >/dev/null; then rh_stop_all; fi
   if [ "$rc" -ne 0 ]; then
     local log
-    for log in "$E2E_TMP"/srv-*.log; do
+    for log in "$E2E_TMP"/srv-*.log "$E2E_TMP"/redis/redis.log "$E2E_TMP"/redis/node*/redis.log; do
       [ -f "$log" ] || continue
-      echo "---- tail of $(basename "$log") ----" >&2
+      echo "---- tail of ${log#"$E2E_TMP"/} ----" >&2
       tail -n 30 "$log" >&2
     done
     echo "$E2E_NAME: FAILED (exit $rc)" >&2
@@ -172,6 +210,39 @@ free_port() {
   fail "no free loopback port found"
 }
 
+e2e_backend() {
+  echo "$E2E_BACKEND"
+}
+
+# e2e_redis_start: the test's Redis (or cluster), once; sets E2E_STORE_URL.
+e2e_redis_start() {
+  [ -z "$E2E_STORE_URL" ] || return 0
+  local p
+  case "$E2E_BACKEND" in
+    redis)
+      start_redis "$E2E_TMP/redis" || fail "redis-server did not start: $(tail -n 5 "$E2E_TMP/redis/redis.log" 2>/dev/null)"
+      e2e_watch "$REDIS_PID"
+      E2E_STORE_URL="$REDIS_URL"
+      ;;
+    cluster)
+      start_cluster "$E2E_TMP/redis" || fail "the Redis Cluster did not start: $(tail -n 5 "$E2E_TMP/redis/create.log" 2>/dev/null)"
+      for p in $CLUSTER_PIDS; do e2e_watch "$p"; done
+      E2E_STORE_URL="$CLUSTER_URL"
+      ;;
+  esac
+}
+
+# e2e_store_args DATA_DIR: sets the array E2E_STORE_ARGS to the serve
+# arguments selecting the store (starts Redis at the first call). Call it in
+# the test's shell, not in $(...): Redis must be started by that shell.
+e2e_store_args() {
+  case "$E2E_BACKEND" in
+    lmdb) E2E_STORE_ARGS=(--data "$1") ;;
+    redis) e2e_redis_start; E2E_STORE_ARGS=(--backend "$E2E_STORE_URL") ;;
+    cluster) e2e_redis_start; E2E_STORE_ARGS=(--backend "$E2E_STORE_URL" --partitions 8) ;;
+  esac
+}
+
 start_server() {
   local name="$1" port="" config="" i attempt attempts=5 pid log url
   shift
@@ -188,11 +259,22 @@ start_server() {
   [ -z "$port" ] || attempts=1
   SRV_DATA[$name]="${SRV_DATA[$name]:-$E2E_TMP/srv-$name.data}"
   SRV_CONFIG[$name]="$config"
+  # Kept for restart_server, quoted so that it survives word splitting.
+  SRV_EXTRA[$name]=""
+  [ "${#extra[@]}" -eq 0 ] || SRV_EXTRA[$name]="$(printf '%q ' "${extra[@]}")"
+  local store=()
+  case " ${extra[*]-} " in
+    *" --backend "* | *" --data "*) ;; # the test chose its store itself
+    *)
+      e2e_store_args "${SRV_DATA[$name]}"
+      store=("${E2E_STORE_ARGS[@]}")
+      ;;
+  esac
   for attempt in $(seq 1 "$attempts"); do
     [ "$attempts" -eq 1 ] || port="$(free_port)"
     SRV_STARTS[$name]=$((${SRV_STARTS[$name]:-0} + 1))
     log="$E2E_TMP/srv-$name.${SRV_STARTS[$name]}.log"
-    local args=(serve --data "${SRV_DATA[$name]}" --listen "127.0.0.1:$port")
+    local args=(serve ${store[@]+"${store[@]}"} --listen "127.0.0.1:$port")
     [ -z "$config" ] || args+=(--config "$config")
     : >"$log" # exists before the first grep below
     "$TETHER" "${args[@]}" ${extra[@]+"${extra[@]}"} >"$log" 2>&1 &
@@ -257,13 +339,12 @@ kill9_server() {
 }
 
 restart_server() {
-  local name="$1"
+  local name="$1" extra=()
   [ -n "${SRV_PORT[$name]:-}" ] || fail "restart_server: $name never started"
-  if [ -n "${SRV_CONFIG[$name]}" ]; then
-    start_server "$name" --port "${SRV_PORT[$name]}" --config "${SRV_CONFIG[$name]}"
-  else
-    start_server "$name" --port "${SRV_PORT[$name]}"
-  fi
+  eval "extra=(${SRV_EXTRA[$name]:-})"
+  local args=(--port "${SRV_PORT[$name]}")
+  [ -z "${SRV_CONFIG[$name]}" ] || args+=(--config "${SRV_CONFIG[$name]}")
+  start_server "$name" "${args[@]}" -- ${extra[@]+"${extra[@]}"}
 }
 
 replica_dir() {

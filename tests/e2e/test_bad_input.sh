@@ -115,9 +115,16 @@ unset big pre rest
                                                expect /v1/push "body over 64 MiB" 413 too_big "$f"
 mkbody "$f" "$intent"
                                                expect /v1/push "gzip encoding" 415 encoding "$f" -H 'Content-Encoding: gzip'
-printf '{"v":1,"replica":"%s","cursor":[999999999]}' "$rid" >"$f"
+# Cursors of the server's partition count (1 on LMDB, more on a cluster:
+# TETHER_E2E_BACKEND), and of one more.
+nparts="$(tr -d ' \n' <<<"$before" | grep -o '"cursor":\[[0-9,]*\]' | head -n 1 | tr -cd ',' | wc -c)"
+nparts=$((nparts + 1))
+ahead="$(printf '999999999,%.0s' $(seq 1 "$nparts"))"
+wrong="$(printf '0,%.0s' $(seq 0 "$nparts"))"
+printf '{"v":1,"replica":"%s","cursor":[%s]}' "$rid" "${ahead%,}" >"$f"
                                                expect /v1/pull "cursor ahead of the server" 400 cursor "$f"
-printf '{"v":1,"replica":"%s","cursor":[0,0,0,0,0,0,0]}' "$rid" >"$f"
+assert_contains "$(cat "$E2E_TMP/resp.json")" "ahead of the server" "the answer to a cursor of $nparts partitions says it is ahead"
+printf '{"v":1,"replica":"%s","cursor":[%s]}' "$rid" "${wrong%,}" >"$f"
                                                expect /v1/pull "cursor with wrong partition count" 400 cursor "$f"
 printf '{"v":7,"replica":"%s","cursor":[]}' "$rid" >"$f"
                                                expect /v1/pull "pull v = 7" 400 version "$f"

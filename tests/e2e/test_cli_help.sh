@@ -59,12 +59,31 @@ rc=0; rep A incr notes n1 n abc >/dev/null 2>&1 || rc=$?
 [ "$rc" -ne 0 ] || fail "incr with a non-integer delta exited 0"
 rc=0; rep A get notes missing >/dev/null 2>&1 || rc=$?
 assert_eq 1 "$rc" "get of an absent document exits 1"
+# status of a document the replica does not have is not "synced".
+rc=0; err="$(rep A status notes missing 2>&1 >/dev/null)" || rc=$?
+assert_eq 1 "$rc" "status of an absent document exits 1"
+assert_eq "tether: status: notes/missing: no such document" "$err" \
+  "status of an absent document names it"
+# ...but a document deleted locally and not yet synced is pending.
+ok rep A put notes gone '{"a":1}'
+ok rep A del notes gone
+assert_eq pending "$(ok rep A status notes gone)" "a deleted, unsynced document is pending"
+assert_contains "$("$TETHER" resolve --help)" "--unset" "resolve --help documents --unset"
 rc=0; "$TETHER" --replica "$R" frobnicate >/dev/null 2>&1 || rc=$?
 [ "$rc" -ne 0 ] || fail "an unknown subcommand exited 0"
 rc=0; "$TETHER" --replica "$E2E_TMP/nowhere" get notes n1 >/dev/null 2>&1 || rc=$?
 [ "$rc" -ne 0 ] || fail "a directory that is no replica was accepted"
 rc=0; "$TETHER" init --replica "$R" --server http://127.0.0.1:1 >/dev/null 2>&1 || rc=$?
 [ "$rc" -ne 0 ] || fail "init over an existing replica exited 0"
+
+# The partition count is bounded by the server's maximum, 4096.
+for p in 0 4097 65536; do
+  rc=0
+  err="$(timeout 20 "$TETHER" serve --data "$E2E_TMP/parts" --listen 127.0.0.1:0 \
+         --partitions "$p" 2>&1)" || rc=$?
+  assert_eq 2 "$rc" "serve --partitions $p is bad usage (output: $err)"
+  assert_contains "$err" "1 to 4096" "serve --partitions $p names the range"
+done
 
 # A malformed server config is refused at start, naming the problem.
 echo '{"collections": {"notes": {"policy": "sometimes"}}}' >"$E2E_TMP/bad.json"

@@ -53,5 +53,23 @@ if rep B resolve notes n1 title '"again"' 2>/dev/null; then
   fail "resolve without an open conflict succeeded"
 fi
 
+# A conflict can be settled with the field absent (null would be a value).
+ok rep A set notes n1 title '"A2"'
+ok rep B set notes n1 title '"B2"'
+ok rep A sync
+ok rep B sync
+assert_eq conflict "$(ok rep B status notes n1)" "B has a second conflict"
+rc=0; rep B resolve notes n1 title '"x"' --unset >/dev/null 2>&1 || rc=$?
+assert_eq 2 "$rc" "resolve with both a value and --unset is bad usage"
+rc=0; rep B resolve notes n1 title >/dev/null 2>&1 || rc=$?
+assert_eq 2 "$rc" "resolve with neither a value nor --unset is bad usage"
+ok rep B resolve notes n1 title --unset
+assert_eq '{"n":5}' "$(ok rep B get notes n1)" "resolve --unset removes the field at once"
+ok rep B sync
+ok rep A sync
+assert_eq '{"n":5}' "$(ok rep A get notes n1)" "A sees the field removed by the decision"
+assert_eq "" "$(ok rep B conflicts)" "the --unset decision settled B's conflict"
+assert_eq synced "$(ok rep B status notes n1)" "B is synced after resolve --unset"
+
 stop_server S
 pass

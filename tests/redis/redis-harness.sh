@@ -10,6 +10,11 @@
 #                       and CLUSTER_URL
 #   restart_redis DIR PORT   a server again on PORT and DIR (AOF kept);
 #                            sets REDIS_PID
+#   restart_cluster_node DIR PORT   a cluster node again on PORT and DIR
+#                       (AOF and nodes.conf kept), in CLUSTER_PIDS instead
+#                       of the dead one; waits for cluster_state:ok
+#   crash_pid PID       SIGKILL (a crash: no shutdown, no last fsync), reaped
+#                       and forgotten (its PID may be reused)
 #   stop_pid PID...     SIGTERM, then SIGKILL after 10 s
 #   rh_stop_all         stops everything started through this file
 # Run:
@@ -33,11 +38,13 @@ rh_port_free() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# A port P with P (and P+10000, the cluster bus, when $2 = bus) free.
+# A port P with P (and P+10000, the cluster bus, when $2 = bus) free. Both
+# stay below the kernel's ephemeral range (32768-60999 by default), so no
+# client socket can take the port of a node that is down to be restarted.
 rh_pick_port() {
   local p tries=0
   while [ $tries -lt 200 ]; do
-    p=$((21000 + (RANDOM * 32768 + RANDOM) % 24000))
+    p=$((20500 + (RANDOM * 32768 + RANDOM) % 2200))
     if rh_port_free "$p" && { [ "${2:-}" != bus ] || rh_port_free $((p + 10000)); }; then
       echo "$p"
       return 0
@@ -109,13 +116,31 @@ restart_redis() {
   REDIS_PID=$pid
 }
 
+RH_CLUSTER_ARGS=(--cluster-enabled yes --cluster-config-file nodes.conf
+  --cluster-node-timeout 2000)
+
+# Waits (at most 30 s) until every node of CLUSTER_PORTS says
+# cluster_state:ok.
+rh_wait_cluster_ok() {
+  local i ok p state
+  for i in $(seq 1 300); do
+    ok=1
+    for p in $CLUSTER_PORTS; do
+      state=$("$RH_CLI" -h 127.0.0.1 -p "$p" cluster info 2>/dev/null | tr -d '\r' | grep '^cluster_state:')
+      [ "$state" = "cluster_state:ok" ] || ok=0
+    done
+    [ $ok = 0 ] || return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 start_cluster() {
-  local dir=${1:?start_cluster DIR} i addrs="" state ok p
+  local dir=${1:?start_cluster DIR} i addrs=""
   CLUSTER_PORTS=""
   CLUSTER_PIDS=""
   for i in 1 2 3; do
-    rh_start_one "$dir/node$i" bus --cluster-enabled yes \
-      --cluster-config-file nodes.conf --cluster-node-timeout 2000 || return 1
+    rh_start_one "$dir/node$i" bus "${RH_CLUSTER_ARGS[@]}" || return 1
     CLUSTER_PORTS="$CLUSTER_PORTS $RH_PORT"
     CLUSTER_PIDS="$CLUSTER_PIDS $RH_PID"
     addrs="$addrs 127.0.0.1:$RH_PORT"
@@ -128,19 +153,37 @@ start_cluster() {
     rh_die "redis-cli --cluster create failed (see $dir/create.log)"
     return 1
   fi
-  for i in $(seq 1 200); do
-    ok=1
-    for p in $CLUSTER_PORTS; do
-      state=$("$RH_CLI" -h 127.0.0.1 -p "$p" cluster info 2>/dev/null | tr -d '\r' | grep '^cluster_state:')
-      [ "$state" = "cluster_state:ok" ] || ok=0
-    done
-    if [ $ok = 1 ]; then
-      CLUSTER_URL="redis-cluster://$(echo $addrs | tr ' ' ',')"
-      return 0
-    fi
-    sleep 0.1
-  done
+  if rh_wait_cluster_ok; then
+    CLUSTER_URL="redis-cluster://$(echo $addrs | tr ' ' ',')"
+    return 0
+  fi
   rh_die "cluster in $dir never reached cluster_state:ok"
+}
+
+restart_cluster_node() {
+  local dir=${1:?restart_cluster_node DIR PORT} port=${2:?restart_cluster_node DIR PORT} pid p pids=""
+  pid=$(rh_spawn "$dir" "$port" "${RH_CLUSTER_ARGS[@]}") || return 1
+  rh_wait_ping "$port" "$pid" || { stop_pid "$pid"; rh_die "cluster node did not restart on $port"; return 1; }
+  RH_PIDS="$RH_PIDS $pid"
+  RH_PID=$pid
+  for p in $CLUSTER_PIDS; do
+    rh_alive "$p" && pids="$pids $p"
+  done
+  CLUSTER_PIDS="${pids# } $pid"
+  rh_wait_cluster_ok || rh_die "cluster not back to cluster_state:ok after restarting the node on $port"
+}
+
+crash_pid() {
+  local pid=${1:?crash_pid PID} i p keep=""
+  kill -KILL "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do
+    rh_alive "$pid" || break
+    sleep 0.05
+  done
+  wait "$pid" 2>/dev/null || true
+  for p in $RH_PIDS; do [ "$p" = "$pid" ] || keep="$keep $p"; done
+  RH_PIDS=$keep
+  ! rh_alive "$pid"
 }
 
 # 0 while PID runs (a zombie, not yet reaped by a parent that is not us,

@@ -281,6 +281,57 @@ static void test_local_api(void **state) {
   tether_close(a);
 }
 
+/* A held conflict settled with the field absent (tether_resolve takes a
+ * JSON value, and null is one). */
+static void test_resolve_unset(void **state) {
+  env *e = *state;
+  char cfg[128], data[128], err[256];
+  snprintf(cfg, sizeof cfg, "%s/manual.json", e->root);
+  snprintf(data, sizeof data, "%s/manual-srv", e->root);
+  FILE *f = fopen(cfg, "w");
+  assert_non_null(f);
+  fputs("{\"collections\":{\"notes\":{\"policy\":\"manual\"}}}", f);
+  fclose(f);
+  tether_server_stop(e->srv);
+  tether_server_opts o = {.data_dir = data, .host = "127.0.0.1", .port = 0,
+                          .config_path = cfg};
+  e->srv = NULL;
+  assert_int_equal(tether_server_start(&e->srv, &o, err, sizeof err), 0);
+  snprintf(e->url, sizeof e->url, "http://127.0.0.1:%u",
+           (unsigned)tether_server_port(e->srv));
+
+  tether *a = new_replica(e, "ua");
+  tether *b = new_replica(e, "ub");
+  assert_int_equal(tether_put(a, "notes", "n1", "{\"t\":\"base\",\"n\":0}"),
+                   0);
+  assert_int_equal(sync_ok(a), 0);
+  assert_int_equal(sync_ok(b), 0);
+  assert_int_equal(tether_set(a, "notes", "n1", "t", "\"A\""), 0);
+  assert_int_equal(tether_set(b, "notes", "n1", "t", "\"B\""), 0);
+  assert_int_equal(sync_ok(a), 0);
+  assert_int_equal(sync_ok(b), 0);
+  assert_status(b, "notes", "n1", TETHER_CONFLICT);
+
+  assert_int_equal(tether_resolve_unset(b, "notes", "n1", "n"),
+                   TETHER_ENOTFOUND);
+  assert_int_equal(tether_resolve_unset(b, "notes", "n1", NULL),
+                   TETHER_EINVAL);
+  assert_int_equal(tether_resolve_unset(NULL, "notes", "n1", "t"),
+                   TETHER_EINVAL);
+  assert_int_equal(tether_resolve_unset(b, "notes", "n1", "t"), 0);
+  assert_doc(b, "notes", "n1", "{\"n\":0}");
+  collect cc = {0};
+  assert_int_equal(tether_conflicts(b, collect_json, &cc), 0);
+  assert_int_equal(cc.n, 0);
+  assert_int_equal(sync_ok(b), 0);
+  assert_int_equal(sync_ok(a), 0);
+  assert_doc(a, "notes", "n1", "{\"n\":0}");
+  assert_doc(b, "notes", "n1", "{\"n\":0}");
+  assert_status(b, "notes", "n1", TETHER_SYNCED);
+  tether_close(a);
+  tether_close(b);
+}
+
 static void test_lifecycle_errors(void **state) {
   env *e = *state;
   char dir[128];
@@ -358,6 +409,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_unreachable_keeps_local_data, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_local_api, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_resolve_unset, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lifecycle_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_server_config_errors, setup,
                                       teardown),

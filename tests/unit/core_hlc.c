@@ -38,9 +38,52 @@ static void test_tick_overflow_carries(void **state) {
   tt_hlc h = tt_hlc_tick(&c, 1000);
   assert_true(h > TT_HLC_MAKE(1000, 0xffff));
   assert_true(h == TT_HLC_MAKE(1001, 0));
-  /* Saturation at the very top instead of wrapping to 0. */
-  tt_hlc_clock top = {UINT64_MAX};
-  assert_true(tt_hlc_tick(&top, 5) == UINT64_MAX);
+  /* Saturation at the very top instead of wrapping to 0; a clock loaded
+   * with a value beyond the top comes back to it. */
+  tt_hlc_clock top = {TT_HLC_MAX};
+  assert_true(tt_hlc_tick(&top, 5) == TT_HLC_MAX);
+  tt_hlc_clock over = {UINT64_MAX};
+  assert_true(tt_hlc_tick(&over, 5) == TT_HLC_MAX);
+}
+
+/* A wall clock far in the future must not produce an HLC that an intent
+ * cannot carry (a JSON integer below 2^63): the replica's outbox would be
+ * refused forever. The milliseconds stop at 2^47 - 1; the logical counter
+ * still counts there, then the value stays at the maximum. */
+static void test_far_future_fits_63_bits(void **state) {
+  (void)state;
+  const uint64_t cap_ms = (UINT64_C(1) << 47) - 1;
+  assert_true(TT_HLC_MAX == (tt_hlc)INT64_MAX);
+  assert_true(TT_HLC_MAX == TT_HLC_MAKE(cap_ms, 0xffff));
+
+  tt_hlc_clock c = {0};
+  tt_hlc h = tt_hlc_tick(&c, UINT64_C(1) << 47); /* just past the cap */
+  assert_true(h <= (tt_hlc)INT64_MAX);
+  assert_true(h == TT_HLC_MAKE(cap_ms, 0));
+  tt_hlc prev = h;
+  h = tt_hlc_tick(&c, UINT64_MAX); /* wall clock absurdly far ahead */
+  assert_true(h > prev && h <= (tt_hlc)INT64_MAX);
+  assert_true(h == TT_HLC_MAKE(cap_ms, 1));
+  /* the counter goes on up to the maximum, strictly increasing */
+  for (prev = h; prev < TT_HLC_MAX; prev = h) {
+    h = tt_hlc_tick(&c, UINT64_C(1) << 50);
+    assert_true(h == prev + 1);
+  }
+  assert_true(h == TT_HLC_MAX);
+  assert_true(tt_hlc_tick(&c, UINT64_MAX) == TT_HLC_MAX);
+  assert_true(tt_hlc_tick(&c, 1000) == TT_HLC_MAX);
+
+  /* observe: a remote beyond 63 bits, or a far-future wall, is capped */
+  tt_hlc_clock o = {TT_HLC_MAKE(1000, 0)};
+  h = tt_hlc_observe(&o, UINT64_MAX, 2000);
+  assert_true(h == TT_HLC_MAX);
+  tt_hlc_clock o2 = {TT_HLC_MAKE(1000, 0)};
+  h = tt_hlc_observe(&o2, TT_HLC_MAKE(5, 0), UINT64_MAX);
+  assert_true(h == TT_HLC_MAKE(cap_ms, 0));
+  h = tt_hlc_observe(&o2, TT_HLC_MAKE(cap_ms, 7), UINT64_MAX);
+  assert_true(h == TT_HLC_MAKE(cap_ms, 8));
+  /* the server's clamp never yields more either */
+  assert_true(tt_hlc_clamp(UINT64_MAX, UINT64_MAX, 0) <= (tt_hlc)INT64_MAX);
 }
 
 static void test_tick_many_same_ms(void **state) {
@@ -101,6 +144,7 @@ int main(void) {
       cmocka_unit_test(test_tick_monotonic),
       cmocka_unit_test(test_tick_overflow_carries),
       cmocka_unit_test(test_tick_many_same_ms),
+      cmocka_unit_test(test_far_future_fits_63_bits),
       cmocka_unit_test(test_observe),
       cmocka_unit_test(test_clamp),
       cmocka_unit_test(test_cmp),

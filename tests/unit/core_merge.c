@@ -930,6 +930,120 @@ static void test_write_to_tombstone(void **state) {
   tt_policy_free(p);
 }
 
+/* A create concurrent with a delete: every field meets its policy against
+ * the delete, whatever the order of the names. Before, the field that
+ * revived the document (b, client-wins) let the fields after it take the
+ * three-way shortcut on the field tombstones the delete left (R2), so c
+ * ignored the collection's server-wins, while a (before b) did not. */
+static void test_create_vs_delete_name_order(void **state) {
+  (void)state;
+  static const char *cfg =
+      "{\"collections\":{\"c\":{\"policy\":\"server-wins\",\"fields\":"
+      "{\"b\":{\"policy\":\"client-wins\"}}}}}";
+  static const struct {
+    const char *create, *want;
+    size_t nfields;
+  } cases[] = {
+      {"{\"b\":7,\"c\":7}", "{\"b\":7}", 2},
+      {"{\"a\":7,\"b\":7}", "{\"b\":7}", 2},
+      {"{\"a\":7,\"b\":7,\"c\":7}", "{\"b\":7}", 3},
+      /* a field the document never had: the same, before or after b */
+      {"{\"b\":7,\"z\":7}", "{\"b\":7}", 2},
+      {"{\"0\":7,\"b\":7}", "{\"b\":7}", 2},
+  };
+  tt_policy_table *p;
+  assert_int_equal(tt_policy_parse(cfg, strlen(cfg), &p, NULL, 0), 0);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char ops[256];
+    tt_doc d = {0};
+    tt_merge_result r = run(
+        &d, A, 1, 100, 0,
+        "[{\"kind\":\"create\",\"value\":{\"a\":1,\"b\":1,\"c\":1}}]", 1, p,
+        TT_OUT_APPLIED);
+    tt_merge_result_clear(&r);
+    r = run(&d, C, 1, 200, 1, "[{\"kind\":\"delete\"}]", 2, p, TT_OUT_APPLIED);
+    tt_merge_result_clear(&r);
+    /* B saw commit 1, not the delete */
+    snprintf(ops, sizeof ops, "[{\"kind\":\"create\",\"value\":%s}]",
+             cases[i].create);
+    r = run(&d, B, 1, 300, 1, ops, 3, p, TT_OUT_MERGED);
+    view_is(&d, cases[i].want);
+    /* each field of the create was a concurrent write */
+    assert_int_equal(r.concurrent, cases[i].nfields);
+    tt_merge_result_clear(&r);
+    tt_doc_clear(&d);
+  }
+
+  /* The same tombstones later: a set on c after a create revived the
+   * document, in the same intent or in a later one of a replica that did
+   * not see the delete, meets server-wins too. */
+  tt_doc d = {0};
+  tt_merge_result r = run(
+      &d, A, 1, 100, 0,
+      "[{\"kind\":\"create\",\"value\":{\"a\":1,\"b\":1,\"c\":1}}]", 1, p,
+      TT_OUT_APPLIED);
+  tt_merge_result_clear(&r);
+  r = run(&d, C, 1, 200, 1, "[{\"kind\":\"delete\"}]", 2, p, TT_OUT_APPLIED);
+  tt_merge_result_clear(&r);
+  r = run(&d, B, 1, 300, 1,
+          "[{\"kind\":\"create\",\"value\":{\"b\":7}},"
+          "{\"kind\":\"set\",\"field\":\"c\",\"value\":7}]",
+          3, p, TT_OUT_MERGED);
+  view_is(&d, "{\"b\":7}");
+  assert_int_equal(r.concurrent, 2);
+  tt_merge_result_clear(&r);
+  /* another replica that saw only commit 1 */
+  r = run(&d, A, 2, 400, 1, "[{\"kind\":\"set\",\"field\":\"a\",\"value\":8}]",
+          4, p, TT_OUT_MERGED);
+  assert_string_equal(r.rule, "server-wins");
+  view_is(&d, "{\"b\":7}");
+  tt_merge_result_clear(&r);
+  /* a replica that saw the delete (base 2) writes freely */
+  r = run(&d, C, 2, 500, 3, "[{\"kind\":\"set\",\"field\":\"a\",\"value\":9}]",
+          5, p, TT_OUT_APPLIED);
+  view_is(&d, "{\"a\":9,\"b\":7}");
+  tt_merge_result_clear(&r);
+  tt_doc_clear(&d);
+  tt_policy_free(p);
+}
+
+/* A rejection reason quotes the field name cut to 100 bytes; the cut must
+ * not split a character, or the reason is not UTF-8 and cannot be put
+ * into the JSON answer (the server then failed the whole group commit). */
+static void test_reject_reason_utf8(void **state) {
+  (void)state;
+  char field[1 + 60 * 2 + 1], ops[512], want[128];
+  tt_policy_table *p = pol("lww");
+  tt_doc d = {0};
+  field[0] = 'a';
+  for (int i = 0; i < 60; i++)
+    memcpy(field + 1 + 2 * i, "\xc3\xa9", 2);
+  field[sizeof field - 1] = '\0';
+  snprintf(ops, sizeof ops,
+           "[{\"kind\":\"set\",\"field\":\"%s\",\"value\":\"str\"}]", field);
+  tt_merge_result r = run(&d, A, 1, 100, 0, ops, 1, p, TT_OUT_APPLIED);
+  tt_merge_result_clear(&r);
+  snprintf(ops, sizeof ops,
+           "[{\"kind\":\"incr\",\"field\":\"%s\",\"value\":1}]", field);
+  r = run(&d, B, 1, 200, 1, ops, 2, p, TT_OUT_REJECTED);
+  assert_true(tt_utf8_valid(r.reason, strlen(r.reason)));
+  json_t *j = json_string(r.reason);
+  assert_non_null(j);
+  json_decref(j);
+  /* the name is quoted as far as whole characters fit in 100 bytes */
+  snprintf(want, sizeof want, "incr on field '%.99s'", field);
+  assert_non_null(strstr(r.reason, want));
+  tt_merge_result_clear(&r);
+  /* add/remove quote it the same way */
+  snprintf(ops, sizeof ops,
+           "[{\"kind\":\"add\",\"field\":\"%s\",\"value\":1}]", field);
+  r = run(&d, B, 2, 300, 1, ops, 2, p, TT_OUT_REJECTED);
+  assert_true(tt_utf8_valid(r.reason, strlen(r.reason)));
+  tt_merge_result_clear(&r);
+  tt_doc_clear(&d);
+  tt_policy_free(p);
+}
+
 /* ---- resolve -----------------------------------------------------------*/
 
 static void test_resolve(void **state) {
@@ -1360,6 +1474,8 @@ int main(void) {
       cmocka_unit_test(test_value_rules),
       cmocka_unit_test(test_view_apply),
       cmocka_unit_test(test_view_matches_server),
+      cmocka_unit_test(test_create_vs_delete_name_order),
+      cmocka_unit_test(test_reject_reason_utf8),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

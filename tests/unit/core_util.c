@@ -207,8 +207,52 @@ static void test_utf8_valid(void **state) {
   }
 }
 
+/* The longest prefix within a byte budget that is still UTF-8: a quoted
+ * name cut by "%.100s" could end in half a character, and such a message
+ * can no longer become a JSON string. */
+static void test_utf8_prefix(void **state) {
+  (void)state;
+  char name[1 + 60 * 2 + 1];
+  name[0] = 'a';
+  for (int i = 0; i < 60; i++)
+    memcpy(name + 1 + 2 * i, "\xc3\xa9", 2); /* "a" + 60 x "é" */
+  name[sizeof name - 1] = '\0';
+  /* 100 bytes would end in the middle of the 50th é: stop before it */
+  assert_int_equal(tt_utf8_prefix(name, 100), 99);
+  assert_int_equal(tt_utf8_prefix(name, 99), 99);
+  assert_int_equal(tt_utf8_prefix(name, 101), 101);
+  assert_int_equal(tt_utf8_prefix(name, 1000), strlen(name));
+  assert_int_equal(tt_utf8_prefix(name, 0), 0);
+  assert_int_equal(tt_utf8_prefix(name, 1), 1);
+  assert_int_equal(tt_utf8_prefix(name, 2), 1);
+  for (size_t max = 0; max <= sizeof name; max++) {
+    size_t n = tt_utf8_prefix(name, max);
+    size_t want = max < strlen(name) ? max : strlen(name);
+    /* at most one byte short: é is two bytes */
+    assert_true(n == want || (n + 1 == want && (name[n] & 0xc0) == 0xc0));
+    assert_true(tt_utf8_valid(name, n));
+    json_t *j = json_stringn(name, n);
+    assert_non_null(j);
+    json_decref(j);
+  }
+  /* 4-byte characters, and input that is not UTF-8 at all */
+  assert_int_equal(tt_utf8_prefix("\xf0\x9f\x98\x80" "x", 3), 0);
+  assert_int_equal(tt_utf8_prefix("\xf0\x9f\x98\x80" "x", 4), 4);
+  assert_int_equal(tt_utf8_prefix("ab\xff" "cd", 10), 2);
+  assert_int_equal(tt_utf8_prefix("ab\xc3", 10), 2);
+  assert_int_equal(tt_utf8_prefix("", 10), 0);
+  assert_int_equal(tt_utf8_prefix(NULL, 10), 0);
+
+  /* tt_errf cuts on a character boundary too */
+  char buf[5]; /* room for "'", one é and half of the next */
+  tt_errf(buf, sizeof buf, "'%s'", "\xc3\xa9\xc3\xa9\xc3\xa9");
+  assert_string_equal(buf, "'\xc3\xa9");
+  assert_true(tt_utf8_valid(buf, strlen(buf)));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_utf8_prefix),
       cmocka_unit_test(test_hex_roundtrip), cmocka_unit_test(test_hex_invalid),
       cmocka_unit_test(test_canon),         cmocka_unit_test(test_canon_len_limit),
       cmocka_unit_test(test_canon_equal),   cmocka_unit_test(test_name_valid), cmocka_unit_test(test_utf8_valid),

@@ -143,6 +143,7 @@ typedef struct {
   char *body;
   size_t len;
   char enc[32];
+  char retry_after[16];
   int saw_accept_zstd;
 } raw_resp;
 
@@ -171,6 +172,17 @@ static size_t raw_header(char *d, size_t s, size_t n, void *ud) {
       k++;
     memcpy(r->enc, v, k);
     r->enc[k] = '\0';
+  }
+  if (len > 12 && strncasecmp(d, "Retry-After:", 12) == 0) {
+    const char *v = d + 12;
+    while (*v == ' ')
+      v++;
+    size_t k = 0;
+    while (k + 1 < sizeof r->retry_after && v + k < d + len &&
+           v[k] != '\r' && v[k] != '\n')
+      k++;
+    memcpy(r->retry_after, v, k);
+    r->retry_after[k] = '\0';
   }
   if (len > 16 && strncasecmp(d, "Accept-Encoding:", 16) == 0 &&
       memmem(d, len, "zstd", 4))
@@ -710,6 +722,116 @@ static void test_stop_with_waiters(void **state) {
   env_teardown(&st);
 }
 
+/* A body sent chunked (no Content-Length), from memory. */
+typedef struct {
+  const char *p;
+  size_t left;
+} chunk_src;
+
+static size_t chunk_read(char *buf, size_t size, size_t n, void *ud) {
+  chunk_src *s = ud;
+  size_t k = size * n < 4096 ? size * n : 4096;
+  if (k > s->left)
+    k = s->left;
+  memcpy(buf, s->p, k);
+  s->p += k;
+  s->left -= k;
+  return k;
+}
+
+static long chunked_post(const char *url, const char *body, size_t len,
+                         raw_resp *out) {
+  memset(out, 0, sizeof *out);
+  CURL *c = curl_easy_init();
+  assert_non_null(c);
+  struct curl_slist *h = NULL;
+  h = curl_slist_append(h, "Transfer-Encoding: chunked");
+  h = curl_slist_append(h, "Expect:");
+  chunk_src src = {body, len};
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_POST, 1L);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(c, CURLOPT_READFUNCTION, chunk_read);
+  curl_easy_setopt(c, CURLOPT_READDATA, &src);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, raw_write);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, raw_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  long status = 0;
+  if (curl_easy_perform(c) == CURLE_OK)
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+  return status;
+}
+
+/* Request bodies buffered at once are bounded over all connections: past
+ * the budget a request is 503 busy with Retry-After (whether its
+ * Content-Length says so up front, its chunked body grows past it, or its
+ * zstd body would decode past it), nothing is held afterwards, and the
+ * server goes on. The connection limit never passes LMDB's 1024 reader
+ * slots. */
+static void test_buffer_budget(void **state) {
+  env *e = *state;
+  const size_t budget = 256u << 10;
+  tt_http_server_opts ho = {.host = "127.0.0.1", .max_body = MAX_BODY,
+                            .max_buffered = budget, .max_conns = 5000};
+  tt_http_server *h = NULL;
+  char err[256];
+  assert_int_equal(tt_http_server_start(e->srv, &ho, &h, err, sizeof err), 0);
+  assert_int_equal(tt_http_server_max_conns(h), 1000);
+  assert_int_equal(tt_http_server_max_conns(e->http), 1000);
+  char base[64], url[128];
+  snprintf(base, sizeof base, "http://127.0.0.1:%u",
+           (unsigned)tt_http_server_port(h));
+  snprintf(url, sizeof url, "%s/v1/pull", base);
+
+  /* Under max_body (1 MiB) but over the budget. */
+  size_t big = 512u << 10;
+  char *blob = malloc(big);
+  assert_non_null(blob);
+  memset(blob, ' ', big);
+  blob[0] = '{';
+  blob[big - 1] = '}';
+  raw_resp r;
+  assert_int_equal(raw_post(url, blob, big, NULL, 0, &r), 503);
+  assert_error_body(&r, "busy");
+  assert_string_equal(r.retry_after, "1");
+  free(r.body);
+  assert_int_equal(chunked_post(url, blob, big, &r), 503);
+  assert_error_body(&r, "busy");
+  assert_string_equal(r.retry_after, "1");
+  free(r.body);
+  /* Small on the wire, over the budget once decoded. */
+  char *z = NULL;
+  size_t zlen = 0;
+  assert_int_equal(tt_codec_compress(blob, big, &z, &zlen), 0);
+  assert_true(zlen < budget / 4);
+  assert_int_equal(raw_post(url, z, zlen, "zstd", 0, &r), 503);
+  assert_error_body(&r, "busy");
+  free(r.body);
+  free(z);
+  free(blob);
+  assert_int_equal(tt_http_server_buffered(h), 0);
+
+  /* Requests that fit are served as before, and give their share back. */
+  const char pull[] = "{\"v\":1,\"replica\":\"00112233445566778899aabbccddeeff\","
+                      "\"cursor\":[]}";
+  assert_int_equal(raw_post(url, pull, strlen(pull), NULL, 0, &r), 200);
+  free(r.body);
+  assert_int_equal(tt_codec_compress(pull, strlen(pull), &z, &zlen), 0);
+  assert_int_equal(raw_post(url, z, zlen, "zstd", 0, &r), 200);
+  free(r.body);
+  free(z);
+  assert_int_equal(chunked_post(url, pull, strlen(pull), &r), 200);
+  free(r.body);
+  assert_int_equal(tt_http_server_buffered(h), 0);
+  assert_healthy(base);
+  tt_http_server_stop(h);
+}
+
 /* A client pointed at a port nobody listens on. */
 static void test_client_unreachable(void **state) {
   (void)state;
@@ -745,6 +867,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_long_poll_many, env_setup,
                                       env_teardown),
       cmocka_unit_test_setup_teardown(test_long_poll_times_out, env_setup,
+                                      env_teardown),
+      cmocka_unit_test_setup_teardown(test_buffer_budget, env_setup,
                                       env_teardown),
       cmocka_unit_test(test_stop_with_waiters),
       cmocka_unit_test(test_client_unreachable),

@@ -312,7 +312,7 @@ static void test_pull_applies_and_rebases(void **state) {
   tt_intent in = {0};
   fx_intent_ok(json_array_get(ints, 0), &in);
   assert_int_equal(in.base, 5);
-  assert_json(in.ops[0].base_value, "10");
+  assert_null(in.ops[0].base_value); /* incr always combines */
   tt_intent_clear(&in);
   json_decref(ints);
   /* A write on the deleted document is based on its tombstone. */
@@ -532,12 +532,14 @@ static void test_pull_errors_change_nothing(void **state) {
   assert_int_equal(tt_replica_pull_done(f->r, 400, e, &more, &n),
                    TETHER_EPROTO);
   assert_non_null(strstr(tt_replica_last_error(f->r), "cursor"));
+  assert_true(tt_replica_cursor_refused(f->r));
   assert_int_equal(more, 0);
   assert_int_equal(n, 0);
   json_decref(e);
   e = J("{\"v\":1,\"error\":\"unavailable\"}");
   assert_int_equal(tt_replica_pull_done(f->r, 503, e, &more, &n),
                    TETHER_ESERVER);
+  assert_false(tt_replica_cursor_refused(f->r));
   json_decref(e);
   static const char *bad[] = {
       "{\"v\":1,\"cursor\":[5],\"more\":false,\"changes\":[{\"coll\":\"c\","
@@ -563,6 +565,228 @@ static void test_pull_errors_change_nothing(void **state) {
   assert_string_equal(before, after);
   free(before);
   free(after);
+}
+
+/* {"outcome":"duplicate","duplicate":true}: the server applied the intent
+ * once and forgot its outcome. For an intent still in our outbox that is
+ * its acknowledgement: it must leave the outbox (else it is re-pushed
+ * forever) and the app is told "duplicate". */
+static void test_forgotten_duplicate_acks(void **state) {
+  fx *f = *state;
+  fx_pull(f, 1, 0,
+          "[{\"coll\":\"c\",\"id\":\"x\",\"p\":0,\"version\":1,"
+          "\"set\":{\"n\":1}}]");
+  assert_int_equal(fx_set(f, "c", "a", "t", "\"A\""), 0);
+  assert_int_equal(fx_op(f, "c", "x", TT_OP_INCR, "n", "2"), 0);
+  json_t *v = J("\"B\"");
+  assert_int_equal(
+      tt_replica_write(f->r, "c", "b", TT_OP_SET, "t", v, "lbl", T0), 0);
+  json_decref(v);
+  json_t *req = fx_push_req(f, 0);
+  json_t *outs = json_array();
+  json_array_append_new(outs, J("{\"seq\":1,\"outcome\":\"duplicate\","
+                                "\"duplicate\":true}"));
+  json_array_append_new(outs, fx_outcome(2, "applied", 5));
+  json_array_append_new(outs, J("{\"seq\":3,\"outcome\":\"duplicate\","
+                                "\"duplicate\":true}"));
+  json_t *resp = fx_push_resp(outs);
+  assert_int_equal(tt_replica_push_done(f->r, req, 200, resp), 0);
+  fx_reopen(f);
+  assert_int_equal(tt_replica_outbox_len(f->r), 0);
+  json_t *none = NULL;
+  assert_int_equal(tt_replica_push_request(f->r, 0, &none), TETHER_ENOTFOUND);
+  /* Delivered again: nothing left to change. */
+  assert_int_equal(tt_replica_push_done(f->r, req, 200, resp), 0);
+  json_decref(req);
+  json_decref(resp);
+
+  json_t *o = fx_take_outcomes(f);
+  assert_int_equal(json_array_size(o), 3);
+  assert_json(json_array_get(o, 0),
+              "{\"seq\":1,\"coll\":\"c\",\"id\":\"a\","
+              "\"outcome\":\"duplicate\"}");
+  assert_json(json_array_get(o, 1),
+              "{\"seq\":2,\"coll\":\"c\",\"id\":\"x\",\"outcome\":\"applied\"}");
+  assert_json(json_array_get(o, 2),
+              "{\"seq\":3,\"coll\":\"c\",\"id\":\"b\",\"label\":\"lbl\","
+              "\"outcome\":\"duplicate\"}");
+  json_decref(o);
+  tether_stats st;
+  assert_int_equal(tt_replica_stats(f->r, &st), 0);
+  assert_int_equal(st.rejected, 0);
+  assert_int_equal(st.pending_intents, 0);
+  /* Their effect comes with the next pull. */
+  assert_int_equal(fx_status(f, "c", "a"), TETHER_SYNCED);
+  fx_pull(f, 6, 0,
+          "[{\"coll\":\"c\",\"id\":\"a\",\"p\":0,\"version\":3,"
+          "\"set\":{\"t\":\"A\"}},"
+          "{\"coll\":\"c\",\"id\":\"b\",\"p\":0,\"version\":4,"
+          "\"set\":{\"t\":\"B\"}},"
+          "{\"coll\":\"c\",\"id\":\"x\",\"p\":0,\"version\":5,"
+          "\"set\":{\"n\":3}}]");
+  assert_doc(f, "c", "a", "{\"t\":\"A\"}");
+  assert_doc(f, "c", "b", "{\"t\":\"B\"}");
+  assert_doc(f, "c", "x", "{\"n\":3}");
+  assert_int_equal(fx_status(f, "c", "x"), TETHER_SYNCED);
+  /* "duplicate" without "duplicate": true is no outcome at all. */
+  assert_int_equal(fx_set(f, "c", "a", "t", "\"A2\""), 0);
+  req = fx_push_req(f, 0);
+  outs = json_array();
+  json_array_append_new(outs, J("{\"seq\":4,\"outcome\":\"duplicate\"}"));
+  resp = fx_push_resp(outs);
+  assert_int_equal(tt_replica_push_done(f->r, req, 200, resp), TETHER_EPROTO);
+  assert_int_equal(tt_replica_outbox_len(f->r), 1);
+  json_decref(req);
+  json_decref(resp);
+}
+
+/* Two pulls of one replica running side by side (two processes): the
+ * slower one's older changes must not overwrite what the newer one
+ * stored. */
+static void test_older_change_skipped(void **state) {
+  fx *f = *state;
+  fx_pull(f, 10, 0,
+          "[{\"coll\":\"c\",\"id\":\"x\",\"p\":0,\"version\":10,"
+          "\"set\":{\"a\":2,\"b\":2}},"
+          "{\"coll\":\"c\",\"id\":\"y\",\"p\":0,\"version\":9,"
+          "\"deleted\":true},"
+          "{\"coll\":\"c\",\"id\":\"d\",\"p\":0,\"version\":8,"
+          "\"set\":{\"a\":1}}]");
+  /* A pending write on d: the page is applied under the view too. */
+  assert_int_equal(fx_set(f, "c", "d", "m", "1"), 0);
+  fx_pull(f, 7, 0,
+          "[{\"coll\":\"c\",\"id\":\"y\",\"p\":0,\"version\":5,"
+          "\"set\":{\"c\":1}},"
+          "{\"coll\":\"c\",\"id\":\"x\",\"p\":0,\"version\":6,"
+          "\"set\":{\"a\":1},\"unset\":[\"b\"]},"
+          "{\"coll\":\"c\",\"id\":\"d\",\"p\":0,\"version\":7,"
+          "\"set\":{\"a\":0}},"
+          "{\"coll\":\"c\",\"id\":\"x\",\"p\":0,\"version\":4,"
+          "\"deleted\":true},"
+          "{\"coll\":\"c\",\"id\":\"w\",\"p\":0,\"version\":3,"
+          "\"set\":{\"k\":1}}]");
+  assert_doc(f, "c", "x", "{\"a\":2,\"b\":2}");
+  assert_doc(f, "c", "y", "absent");
+  assert_doc(f, "c", "d", "{\"a\":1,\"m\":1}");
+  assert_doc(f, "c", "w", "{\"k\":1}"); /* new to us: taken */
+  /* Same or newer versions still apply. */
+  fx_pull(f, 11, 0,
+          "[{\"coll\":\"c\",\"id\":\"x\",\"p\":0,\"version\":10,"
+          "\"set\":{\"a\":2,\"b\":2}},"
+          "{\"coll\":\"c\",\"id\":\"x\",\"p\":0,\"version\":11,"
+          "\"set\":{\"a\":3}},"
+          "{\"coll\":\"c\",\"id\":\"y\",\"p\":0,\"version\":11,"
+          "\"set\":{\"c\":2}}]");
+  assert_doc(f, "c", "x", "{\"a\":3,\"b\":2}");
+  assert_doc(f, "c", "y", "{\"c\":2}");
+}
+
+/* 400 cursor: the server does not know our cursor (its data was reset or
+ * restored; or we are older than its retention horizon, G7). The answer
+ * changes nothing; tt_replica_rebootstrap then forgets the confirmed
+ * state in one transaction, keeping every unacknowledged intent, and the
+ * pull from [] brings the server's state back under them. */
+static void test_rebootstrap(void **state) {
+  fx *f = *state;
+  fx_pull(f, 5, 0,
+          "[{\"coll\":\"c\",\"id\":\"a\",\"p\":0,\"version\":2,"
+          "\"set\":{\"t\":\"a\"}},"
+          "{\"coll\":\"c\",\"id\":\"b\",\"p\":0,\"version\":3,"
+          "\"set\":{\"t\":\"b\",\"n\":1}},"
+          "{\"coll\":\"c\",\"id\":\"gone\",\"p\":0,\"version\":4,"
+          "\"set\":{\"t\":\"g\"}}]");
+  /* seq 1: acknowledged at commit 6, not pulled yet. */
+  assert_int_equal(fx_set(f, "c", "b", "u", "1"), 0);
+  fx_push_all_applied(f, 5);
+  /* seqs 2 and 3: not acknowledged. */
+  assert_int_equal(fx_op(f, "c", "b", TT_OP_INCR, "n", "5"), 0);
+  assert_int_equal(fx_set(f, "c", "x", "t", "\"new\""), 0);
+  assert_doc(f, "c", "b", "{\"n\":6,\"t\":\"b\",\"u\":1}");
+  /* Paging: a first page leaves a resume position. */
+  json_t *p1 = J("{\"v\":1,\"cursor\":[5],\"more\":true,\"resume\":[5],"
+                 "\"changes\":[]}");
+  int more = 9;
+  size_t n = 9;
+  assert_int_equal(tt_replica_pull_done(f->r, 200, p1, &more, &n), 0);
+  json_decref(p1);
+  json_t *req = NULL;
+  assert_int_equal(tt_replica_pull_request(f->r, 0, 0, &req), 0);
+  assert_non_null(json_object_get(req, "resume"));
+  json_decref(req);
+
+  /* Like any refused answer, it only drops the paging position. */
+  char *text = snapshot(f);
+  json_t *bj = J(text);
+  free(text);
+  json_object_del(json_object_get(bj, "pull"), "resume");
+  char *before = tt_canon(bj);
+  json_decref(bj);
+  json_t *e = J("{\"v\":1,\"error\":\"cursor\",\"message\":\"ahead\"}");
+  assert_int_equal(tt_replica_pull_done(f->r, 400, e, &more, &n),
+                   TETHER_EPROTO);
+  json_decref(e);
+  assert_int_equal(more, 0);
+  assert_int_equal(n, 0);
+  assert_true(tt_replica_cursor_refused(f->r));
+  assert_non_null(strstr(tt_replica_last_error(f->r), "cursor"));
+  char *after = snapshot(f);
+  assert_string_equal(before, after);
+  free(before);
+  free(after);
+
+  assert_int_equal(tt_replica_batch_begin(f->r), 0);
+  assert_int_equal(tt_replica_rebootstrap(f->r), TETHER_EBUSY);
+  tt_replica_batch_abort(f->r);
+  assert_int_equal(tt_replica_rebootstrap(f->r), 0);
+  assert_false(tt_replica_cursor_refused(f->r));
+  fx_reopen(f); /* durable */
+  assert_int_equal(tt_replica_pull_request(f->r, 0, 0, &req), 0);
+  assert_json(json_object_get(req, "cursor"), "[]");
+  assert_null(json_object_get(req, "resume"));
+  json_decref(req);
+  /* Confirmed documents are gone; the view is the unacknowledged
+   * intents replayed on nothing. */
+  assert_doc(f, "c", "a", "absent");
+  assert_doc(f, "c", "gone", "absent");
+  assert_doc(f, "c", "b", "{\"n\":5}");
+  assert_doc(f, "c", "x", "{\"t\":\"new\"}");
+  assert_int_equal(fx_status(f, "c", "b"), TETHER_PENDING);
+  assert_int_equal(tt_replica_outbox_len(f->r), 2);
+  json_t *ints = fx_intents(f);
+  assert_int_equal(json_array_size(ints), 2);
+  assert_int_equal(seq_of(json_array_get(ints, 0)), 2);
+  assert_int_equal(seq_of(json_array_get(ints, 1)), 3);
+  json_decref(ints);
+  tether_stats st;
+  assert_int_equal(tt_replica_stats(f->r, &st), 0);
+  assert_int_equal(st.documents, 2);
+  assert_int_equal(st.pending_intents, 2);
+
+  /* The bootstrap page from the restored server: it has a and b (with
+   * our seq 1), not "gone". */
+  fx_pull(f, 3, 0,
+          "[{\"coll\":\"c\",\"id\":\"a\",\"p\":0,\"version\":1,"
+          "\"set\":{\"t\":\"a2\"}},"
+          "{\"coll\":\"c\",\"id\":\"b\",\"p\":0,\"version\":2,"
+          "\"set\":{\"t\":\"b\",\"n\":1,\"u\":1}}]");
+  assert_doc(f, "c", "a", "{\"t\":\"a2\"}");
+  assert_doc(f, "c", "b", "{\"n\":6,\"t\":\"b\",\"u\":1}");
+  assert_doc(f, "c", "gone", "absent");
+  assert_doc(f, "c", "x", "{\"t\":\"new\"}");
+  assert_int_equal(fx_status(f, "c", "a"), TETHER_SYNCED);
+  assert_int_equal(fx_status(f, "c", "b"), TETHER_PENDING);
+  assert_int_equal(tt_replica_stats(f->r, &st), 0);
+  assert_int_equal(st.documents, 3);
+  /* The intents go on from where they were. */
+  fx_push_all_applied(f, 1); /* commits 3 and 4 */
+  fx_pull(f, 4, 0,
+          "[{\"coll\":\"c\",\"id\":\"b\",\"p\":0,\"version\":3,"
+          "\"set\":{\"n\":6}},"
+          "{\"coll\":\"c\",\"id\":\"x\",\"p\":0,\"version\":4,"
+          "\"set\":{\"t\":\"new\"}}]");
+  assert_int_equal(tt_replica_outbox_len(f->r), 0);
+  assert_int_equal(fx_status(f, "c", "b"), TETHER_SYNCED);
+  assert_doc(f, "c", "b", "{\"n\":6,\"t\":\"b\",\"u\":1}");
 }
 
 static double now_s(void) {
@@ -686,6 +910,12 @@ int main(void) {
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(test_pull_errors_change_nothing,
                                       fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_forgotten_duplicate_acks,
+                                      fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_older_change_skipped, fx_setup,
+                                      fx_teardown),
+      cmocka_unit_test_setup_teardown(test_rebootstrap, fx_setup,
+                                      fx_teardown),
       cmocka_unit_test_setup_teardown(test_bulk_rates, fx_setup, fx_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

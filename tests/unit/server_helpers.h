@@ -1,9 +1,21 @@
 /* server_helpers.h — shared by tests/unit/server_*.c: a server on a real
- * LMDB store in a temporary directory, and replicas that make valid chained
- * intents (hashes computed by core/). Included after the cmocka headers. */
+ * store, and replicas that make valid chained intents (hashes computed by
+ * core/). Included after the cmocka headers.
+ *
+ * The store is LMDB in a temporary directory, or, when the environment
+ * variable TETHER_TEST_STORE_URL is set (tests/redis/test_server_redis.sh
+ * sets it), the Redis at that URL: redis://HOST:PORT (one server) or
+ * redis-cluster://HOST:PORT[,...] (a cluster). On Redis the keyspace is
+ * flushed (FLUSHALL on the server, or on every master of the cluster) when
+ * a test opens its first environment, and an environment opened while
+ * another is open gets a store of its own in the next database number
+ * (redis://HOST:PORT/1, ...), as a second LMDB directory would be; a
+ * cluster has only one database, so a test needing two independent stores
+ * skips there (th_skip_unless). */
 #ifndef TT_TESTS_SERVER_HELPERS_H
 #define TT_TESTS_SERVER_HELPERS_H
 
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,12 +39,126 @@ typedef struct {
   tt_server_opts opts;
   char *config;
   uint64_t map_size; /* 0 = the store's default */
+  char url[320];     /* the Redis store of this environment; "" = LMDB */
 } th_env;
+
+/* Environments open on Redis now: the next one's database number. */
+static int th_redis_envs __attribute__((unused));
+
+/* TETHER_TEST_STORE_URL, or NULL when the tests run on LMDB. */
+TH_UNUSED static const char *th_store_url(void) {
+  const char *u = getenv("TETHER_TEST_STORE_URL");
+  return u && u[0] ? u : NULL;
+}
+
+/* "lmdb", "redis" or "redis-cluster": the backend of this run. */
+TH_UNUSED static const char *th_backend(void) {
+  const char *u = th_store_url();
+  if (!u)
+    return "lmdb";
+  return strncmp(u, "redis-cluster://", 16) ? "redis" : "redis-cluster";
+}
+
+/* Ends the current test as skipped, saying why, unless COND. */
+#define th_skip_unless(cond, why)                                              \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      print_message("[   SKIP   ] on %s: %s\n", th_backend(), (why));          \
+      skip();                                                                  \
+    }                                                                          \
+  } while (0)
+
+/* HOST:PORT at *P (up to ',' '/' or the end) into HOST/PORT; *P moves past
+ * it. Test URLs only: no password, no IPv6. */
+TH_UNUSED static void th_hostport(const char **p, char *host, size_t hl,
+                                  int *port) {
+  size_t n = strcspn(*p, ":,/");
+  if (n == 0 || n >= hl || (*p)[n] != ':')
+    fail_msg("TETHER_TEST_STORE_URL: HOST:PORT expected at \"%s\"", *p);
+  memcpy(host, *p, n);
+  host[n] = '\0';
+  *port = atoi(*p + n + 1);
+  *p += n + 1 + strcspn(*p + n + 1, ",/");
+}
+
+TH_UNUSED static void th_redis_cmd(const char *host, int port,
+                                   const char *cmd, redisReply **out) {
+  struct timeval tv = {10, 0};
+  redisContext *c = redisConnectWithTimeout(host, port, tv);
+  redisReply *r;
+  if (!c || c->err)
+    fail_msg("redis %s:%d: %s", host, port, c ? c->errstr : "no memory");
+  r = redisCommand(c, cmd);
+  if (!r || r->type == REDIS_REPLY_ERROR)
+    fail_msg("redis %s:%d: %s: %s", host, port, cmd,
+             r ? r->str : c->errstr);
+  redisFree(c);
+  if (out)
+    *out = r;
+  else
+    freeReplyObject(r);
+}
+
+/* Empties every database of the Redis at URL: the server, or every master
+ * of the cluster (found with CLUSTER NODES from the first seed). */
+TH_UNUSED static void th_redis_flush(const char *url) {
+  char host[256];
+  int port;
+  const char *p = strstr(url, "://") + 3;
+  redisReply *r;
+  th_hostport(&p, host, sizeof host, &port);
+  if (strcmp(th_backend(), "redis-cluster")) {
+    th_redis_cmd(host, port, "FLUSHALL", NULL);
+    return;
+  }
+  th_redis_cmd(host, port, "CLUSTER NODES", &r);
+  /* one node a line: ID HOST:PORT@BUS FLAGS ... */
+  for (const char *l = r->str; l && *l;) {
+    const char *e = strchr(l, '\n'), *a = strchr(l, ' ');
+    char line[512], nh[256];
+    int np;
+    size_t n = e ? (size_t)(e - l) : strlen(l);
+    if (a && n < sizeof line) {
+      memcpy(line, l, n);
+      line[n] = '\0';
+      if (strstr(line, " master") || strstr(line, ",master")) {
+        const char *q = line + (a - l) + 1;
+        th_hostport(&q, nh, sizeof nh, &np);
+        th_redis_cmd(nh, np, "FLUSHALL", NULL);
+      }
+    }
+    l = e ? e + 1 : NULL;
+  }
+  freeReplyObject(r);
+}
 
 TH_UNUSED static void th_open_server(th_env *e) {
   char err[256] = "";
   tt_store_opts so = {.no_sync = 1, .map_size = e->map_size};
-  int rc = tt_store_open_lmdb(e->dir, &so, &e->st, err, sizeof err);
+  const char *url = th_store_url();
+  int rc;
+  if (url && !e->url[0]) { /* first open of this environment */
+    if (th_redis_envs == 0)
+      th_redis_flush(url);
+    else if (!strcmp(th_backend(), "redis-cluster"))
+      fail_msg("a cluster has one database: a test with two stores must "
+               "th_skip_unless(strcmp(th_backend(), \"redis-cluster\"))");
+    if (!strstr(url, "://"))
+      fail_msg("TETHER_TEST_STORE_URL=%s: redis://HOST:PORT or "
+               "redis-cluster://HOST:PORT[,...] expected", url);
+    if (th_redis_envs == 0)
+      snprintf(e->url, sizeof e->url, "%s", url);
+    else if (strchr(strstr(url, "://") + 3, '/'))
+      fail_msg("TETHER_TEST_STORE_URL=%s: a second store needs the next "
+               "database; give the URL without /DB", url);
+    else
+      snprintf(e->url, sizeof e->url, "%s/%d", url, th_redis_envs);
+    th_redis_envs++;
+  }
+  if (e->url[0])
+    rc = tt_store_open_redis(e->url, &so, &e->st, err, sizeof err);
+  else
+    rc = tt_store_open_lmdb(e->dir, &so, &e->st, err, sizeof err);
   if (rc)
     fail_msg("store open: %s", err);
   rc = tt_policy_parse(e->config, e->config ? strlen(e->config) : 0, &e->pol,
@@ -72,6 +198,8 @@ TH_UNUSED static void th_env_free(th_env *e) {
   if (!e)
     return;
   th_close_server(e);
+  if (e->url[0])
+    th_redis_envs--;
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
   assert_int_equal(system(cmd), 0);
   free(e->config);

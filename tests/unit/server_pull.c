@@ -382,6 +382,16 @@ static void test_partition_function(void **state) {
   for (size_t i = 0; i < 3; i++)
     h = (h ^ bytes[i]) * 16777619u;
   assert_int_equal(tt_server_partition_of("c", "a", 7), h % 7);
+  /* Pinned values, so that keeping one FNV-1a in server/ moved nothing:
+   * FNV-1a 32 of "notes\0n1", and of the id a0 11 11 ... 11. */
+  assert_int_equal(tt_server_partition_of("notes", "n1", 1u << 30),
+                   2375622675u % (1u << 30));
+  uint8_t id[TT_ID_LEN];
+  memset(id, 0x11, sizeof id);
+  id[0] = 0xa0;
+  assert_int_equal(tt_server_home_of(id, 1u << 30), 0x192f2724u % (1u << 30));
+  assert_int_equal(tt_server_home_of(id, 7), 0x192f2724u % 7);
+  assert_int_equal(tt_server_home_of(id, 1), 0);
 }
 
 int main(void) {
