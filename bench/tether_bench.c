@@ -1482,8 +1482,9 @@ static int redis_discover(void) {
     char *colon = strrchr(addr, ':');
     if (!colon || n == MAX_RNODES) continue;
     *colon = '\0';
-    if (strlen(addr) >= sizeof found[0].host) continue;
-    snprintf(found[n].host, sizeof found[n].host, "%s", addr);
+    size_t al = strlen(addr);
+    if (al >= sizeof found[0].host) continue;
+    memcpy(found[n].host, addr, al + 1);
     found[n].port = atoi(colon + 1);
     n++;
   }

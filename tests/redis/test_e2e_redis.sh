@@ -201,7 +201,9 @@ wait_sync_end
 [ "$SYNC_RC" -ne 0 ] || fail "A2's sync succeeded with a master down"
 assert_contains "$(cat "$E2E_TMP/sync-bg-A2.log")" "503" "A2's sync was answered 503"
 left="$(pending A2)"
-[ "$left" -gt 0 ] || fail "nothing left in A2's outbox after a failed sync"
+# The push may have been acknowledged whole just before the kill (the
+# sync then fails in its pull): legitimate, and checked below like the rest.
+[ "$left" -gt 0 ] || echo "   (every intent of A2 was acknowledged before the kill; its pull failed)"
 acked=$((NPUSH - left))
 # The other server cannot read the cluster either, and says so.
 printf '{"v":1,"replica":"%s","cursor":[]}' "$(printf 'e%.0s' $(seq 1 32))" >"$E2E_TMP/pull.json"
