@@ -89,28 +89,6 @@ static int check_names(tether *t, const char *coll, const char *id,
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-/* mkdir -p: every missing component, mode 0700 (a replica is private). */
-static int make_dirs(const char *dir) {
-  char path[PATH_MAX];
-  size_t n = strlen(dir);
-  if (n == 0 || n >= sizeof path)
-    return TETHER_EINVAL;
-  memcpy(path, dir, n + 1);
-  for (size_t i = 1; i <= n; i++) {
-    if (path[i] == '/' || path[i] == '\0') {
-      char c = path[i];
-      path[i] = '\0';
-      if (mkdir(path, 0700) != 0 && errno != EEXIST)
-        return TETHER_EIO;
-      path[i] = c;
-    }
-  }
-  struct stat sb;
-  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-    return TETHER_EIO;
-  return 0;
-}
-
 static int url_ok(const char *url) {
   return url && (strncmp(url, "http://", 7) == 0 ||
                  strncmp(url, "https://", 8) == 0) &&
@@ -126,9 +104,7 @@ int tether_init(const char *dir, const char *server_url) {
   pthread_once(&sodium_once, sodium_setup);
   if (sodium_rc != 0)
     return TETHER_EUNAVAILABLE;
-  rc = make_dirs(dir);
-  if (rc != 0)
-    return rc;
+  /* The store creates DIR and its missing parents, mode 0700. */
   tt_store_opts so = {.map_size = REPLICA_MAP_SIZE};
   rc = tt_store_open_lmdb(dir, &so, &st, eb, sizeof eb);
   if (rc != 0)
