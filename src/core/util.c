@@ -28,8 +28,6 @@
 
 #include "core/util.h"
 
-#define TT_CANON_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
-
 void tt_hex_encode(const uint8_t *in, size_t len, char *out) {
   static const char digits[] = "0123456789abcdef";
   for (size_t i = 0; i < len; i++) {
@@ -67,47 +65,266 @@ int tt_hex_decode(const char *hex, uint8_t *out, size_t len) {
   return 0;
 }
 
+/* The canonical writer walks the tree itself instead of calling
+ * json_dump_callback with those flags: every intent hash, stored
+ * document and wire body goes through it, and jansson's dumper (a
+ * callback per token, an allocated and qsorted key array per object) was
+ * the largest single cost of a push on both sides (BENCHMARKS.md). It
+ * writes the bytes jansson would, which tests/unit/core_canon.c checks
+ * against jansson itself. */
+typedef struct {
+  tt_buf *buf;             /* append here, or */
+  json_dump_callback_t cb; /* stream here through STAGE, or neither: count */
+  void *ctx;
+  size_t total, max;       /* bytes so far; past MAX -> TETHER_ETOOBIG */
+  int err;
+  size_t used;
+  char stage[4096];
+} canon_sink;
+
+static int sink_flush(canon_sink *s) {
+  if (s->cb && s->used && !s->err && s->cb(s->stage, s->used, s->ctx) != 0)
+    s->err = TETHER_ENOMEM;
+  s->used = 0;
+  return s->err;
+}
+
+static int sink_put(canon_sink *s, const char *p, size_t n) {
+  if (s->err) return s->err;
+  if (n > s->max - s->total) return s->err = TETHER_ETOOBIG;
+  s->total += n;
+  if (s->buf) {
+    if (tt_buf_add(s->buf, p, n)) s->err = TETHER_ENOMEM;
+  } else if (s->cb) {
+    if (n > sizeof s->stage - s->used) {
+      if (sink_flush(s)) return s->err;
+      if (n >= sizeof s->stage) {
+        if (s->cb(p, n, s->ctx) != 0) s->err = TETHER_ENOMEM;
+        return s->err;
+      }
+    }
+    memcpy(s->stage + s->used, p, n);
+    s->used += n;
+  }
+  return s->err;
+}
+
+static size_t utf8_char(const uint8_t *p, const uint8_t *end);
+
+static int canon_string(canon_sink *s, const char *str, size_t len) {
+  static const char hexd[] = "0123456789ABCDEF";
+  const uint8_t *p = (const uint8_t *)str, *end = p + len, *run = p;
+  sink_put(s, "\"", 1);
+  while (p < end) {
+    uint8_t c = *p;
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+      p++;
+      continue;
+    }
+    if (c >= 0x80) {
+      size_t n = utf8_char(p, end);
+      if (n == 0) return s->err ? s->err : (s->err = TETHER_EINVAL);
+      p += n;
+      continue;
+    }
+    sink_put(s, (const char *)run, (size_t)(p - run));
+    char esc[6] = {'\\', 0, '0', '0', hexd[c >> 4], hexd[c & 15]};
+    size_t en = 2;
+    switch (c) {
+    case '"': esc[1] = '"'; break;
+    case '\\': esc[1] = '\\'; break;
+    case '\b': esc[1] = 'b'; break;
+    case '\f': esc[1] = 'f'; break;
+    case '\n': esc[1] = 'n'; break;
+    case '\r': esc[1] = 'r'; break;
+    case '\t': esc[1] = 't'; break;
+    default: esc[1] = 'u'; en = 6; break;
+    }
+    sink_put(s, esc, en);
+    run = ++p;
+  }
+  sink_put(s, (const char *)run, (size_t)(p - run));
+  return sink_put(s, "\"", 1);
+}
+
+/* jansson's jsonp_dtostr at precision 17, in the "C" locale. */
+static int canon_real(canon_sink *s, double d) {
+  char b[48];
+  int n = snprintf(b, sizeof b - 3, "%.17g", d);
+  if (n < 0 || (size_t)n >= sizeof b - 3) return s->err = TETHER_EINVAL;
+  size_t len = (size_t)n;
+  if (!memchr(b, '.', len) && !memchr(b, 'e', len)) {
+    b[len++] = '.';
+    b[len++] = '0';
+    b[len] = 0;
+  }
+  char *e = memchr(b, 'e', len);
+  if (e) {
+    char *start = e + 1, *stop = e + 2;
+    if (*start == '-') start++;
+    while (*stop == '0') stop++;
+    if (stop != start) {
+      memmove(start, stop, len - (size_t)(stop - b) + 1);
+      len -= (size_t)(stop - start);
+    }
+  }
+  return sink_put(s, b, len);
+}
+
+typedef struct {
+  const char *key;
+  size_t len;
+  json_t *val;
+} canon_member;
+
+static int member_cmp(const canon_member *a, const canon_member *b) {
+  size_t n = a->len < b->len ? a->len : b->len;
+  int c = memcmp(a->key, b->key, n);
+  if (c) return c;
+  return a->len < b->len ? -1 : a->len > b->len;
+}
+
+static int member_qcmp(const void *a, const void *b) {
+  return member_cmp(a, b);
+}
+
+static int canon_value(canon_sink *s, const json_t *v);
+
+static int canon_object(canon_sink *s, const json_t *v) {
+  size_t n = json_object_size(v);
+  if (n == 0) return sink_put(s, "{}", 2);
+  canon_member local[16];
+  canon_member *m = n <= 16 ? local : malloc(n * sizeof *m);
+  if (!m) return s->err = TETHER_ENOMEM;
+  size_t i = 0;
+  for (void *it = json_object_iter((json_t *)v); it && i < n;
+       it = json_object_iter_next((json_t *)v, it), i++) {
+    m[i].key = json_object_iter_key(it);
+    m[i].len = json_object_iter_key_len(it);
+    m[i].val = json_object_iter_value(it);
+  }
+  n = i;
+  if (n <= 16) {
+    /* Insertion sort: documents and intents have a handful of keys. */
+    for (size_t a = 1; a < n; a++) {
+      canon_member x = m[a];
+      size_t b = a;
+      while (b > 0 && member_cmp(&m[b - 1], &x) > 0) {
+        m[b] = m[b - 1];
+        b--;
+      }
+      m[b] = x;
+    }
+  } else {
+    qsort(m, n, sizeof *m, member_qcmp);
+  }
+  sink_put(s, "{", 1);
+  for (i = 0; i < n && !s->err; i++) {
+    if (i) sink_put(s, ",", 1);
+    canon_string(s, m[i].key, m[i].len);
+    sink_put(s, ":", 1);
+    canon_value(s, m[i].val);
+  }
+  if (m != local) free(m);
+  return sink_put(s, "}", 1);
+}
+
+static int canon_value(canon_sink *s, const json_t *v) {
+  if (s->err) return s->err;
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    return canon_object(s, v);
+  case JSON_ARRAY: {
+    size_t n = json_array_size(v);
+    sink_put(s, "[", 1);
+    for (size_t i = 0; i < n && !s->err; i++) {
+      if (i) sink_put(s, ",", 1);
+      canon_value(s, json_array_get(v, i));
+    }
+    return sink_put(s, "]", 1);
+  }
+  case JSON_STRING:
+    return canon_string(s, json_string_value(v), json_string_length(v));
+  case JSON_INTEGER: {
+    char b[24];
+    int n = snprintf(b, sizeof b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    return sink_put(s, b, (size_t)n);
+  }
+  case JSON_REAL:
+    return canon_real(s, json_real_value(v));
+  case JSON_TRUE:
+    return sink_put(s, "true", 4);
+  case JSON_FALSE:
+    return sink_put(s, "false", 5);
+  case JSON_NULL:
+    return sink_put(s, "null", 4);
+  }
+  return s->err = TETHER_EINVAL;
+}
+
+int tt_canon_buf(tt_buf *b, const json_t *v, size_t max) {
+  if (!b || !v) return TETHER_EINVAL;
+  canon_sink s;
+  s.buf = b;
+  s.cb = NULL;
+  s.ctx = NULL;
+  s.total = 0;
+  s.max = max ? max : SIZE_MAX;
+  s.err = 0;
+  s.used = 0;
+  size_t keep = b->len;
+  int rc = canon_value(&s, v);
+  if (rc) b->len = keep;
+  return rc;
+}
+
 char *tt_canon(const json_t *v) {
   if (!v)
     return NULL;
-  return json_dumps(v, TT_CANON_FLAGS);
-}
-
-struct canon_count {
-  size_t n;
-  size_t max;
-};
-
-static int canon_count_cb(const char *buf, size_t size, void *data) {
-  struct canon_count *c = data;
-  (void)buf;
-  if (size > c->max - c->n) {
-    c->n = c->max + 1;
-    return -1;
+  tt_buf b = {0};
+  if (tt_canon_buf(&b, v, 0) || tt_buf_add(&b, "", 1)) {
+    tt_buf_free(&b);
+    return NULL;
   }
-  c->n += size;
-  return 0;
+  return (char *)b.data;
 }
 
 int tt_canon_len(const json_t *v, size_t max, size_t *out) {
-  struct canon_count c = {0, max};
   if (!v)
     return TETHER_EINVAL;
-  if (json_dump_callback(v, canon_count_cb, &c, TT_CANON_FLAGS) != 0) {
-    if (c.n > max)
-      return TETHER_ETOOBIG;
-    return TETHER_ENOMEM;
-  }
+  canon_sink s;
+  s.buf = NULL;
+  s.cb = NULL;
+  s.ctx = NULL;
+  s.total = 0;
+  s.max = max;
+  s.err = 0;
+  s.used = 0;
+  int rc = canon_value(&s, v);
+  if (rc == TETHER_EINVAL)
+    rc = TETHER_ENOMEM; /* what jansson's dumper said for bad UTF-8 */
+  if (rc)
+    return rc;
   if (out)
-    *out = c.n;
+    *out = s.total;
   return 0;
 }
 
 int tt_canon_dump(const json_t *v, json_dump_callback_t cb, void *ctx) {
-  if (!v)
+  if (!v || !cb)
     return TETHER_EINVAL;
-  return json_dump_callback(v, cb, ctx, TT_CANON_FLAGS) == 0 ? 0
-                                                             : TETHER_ENOMEM;
+  canon_sink s;
+  s.buf = NULL;
+  s.cb = cb;
+  s.ctx = ctx;
+  s.total = 0;
+  s.max = SIZE_MAX;
+  s.err = 0;
+  s.used = 0;
+  int rc = canon_value(&s, v);
+  if (rc == 0)
+    rc = sink_flush(&s);
+  return rc == 0 ? 0 : TETHER_ENOMEM;
 }
 
 /* Equality of canonical forms, without building them: reals are equal
@@ -263,4 +480,28 @@ void tt_be32_put(uint8_t out[4], uint32_t v) {
 uint32_t tt_be32_get(const uint8_t in[4]) {
   return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 |
          (uint32_t)in[2] << 8 | (uint32_t)in[3];
+}
+
+int tt_buf_add(tt_buf *b, const void *p, size_t len) {
+  if (len > SIZE_MAX - b->len) return TETHER_ENOMEM;
+  if (b->len + len > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + len) {
+      if (cap > SIZE_MAX / 2) return TETHER_ENOMEM;
+      cap *= 2;
+    }
+    uint8_t *n = realloc(b->data, cap);
+    if (!n) return TETHER_ENOMEM;
+    b->data = n;
+    b->cap = cap;
+  }
+  if (len) memcpy(b->data + b->len, p, len);
+  b->len += len;
+  return 0;
+}
+
+void tt_buf_free(tt_buf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
 }

@@ -31,6 +31,17 @@ void tt_hex_encode(const uint8_t *in, size_t len, char *out);
 /* Decodes exactly 2*len hex chars (either case). 0 or TETHER_EINVAL. */
 int tt_hex_decode(const char *hex, uint8_t *out, size_t len);
 
+/* Growable byte buffer for building wire text without a JSON tree.
+ * Zero-initialise; release with tt_buf_free. */
+typedef struct {
+  uint8_t *data;
+  size_t len;
+  size_t cap;
+} tt_buf;
+/* Appends LEN bytes; 0 or TETHER_ENOMEM (then the buffer is unchanged). */
+int tt_buf_add(tt_buf *b, const void *p, size_t len);
+void tt_buf_free(tt_buf *b);
+
 /* Canonical JSON: keys sorted, compact, UTF-8, integers as integers.
  * Returns malloc'd NUL-terminated text (free with free()), NULL on ENOMEM. */
 char *tt_canon(const json_t *v);
@@ -40,6 +51,10 @@ int tt_canon_len(const json_t *v, size_t max, size_t *out);
 /* Streams the canonical form of V to CB (jansson's dump callback; a
  * non-zero return from CB stops it). 0 or TETHER_ENOMEM. */
 int tt_canon_dump(const json_t *v, json_dump_callback_t cb, void *ctx);
+/* Appends the canonical form of V to B. 0; TETHER_ETOOBIG once it would
+ * pass MAX bytes (0 = no bound); TETHER_EINVAL for a string that is not
+ * UTF-8 (json_stringn_nocheck); TETHER_ENOMEM. On error B is as before. */
+int tt_canon_buf(tt_buf *b, const json_t *v, size_t max);
 /* 1 if A and B are the same JSON value (NULL equals only NULL). */
 int tt_canon_equal(const json_t *a, const json_t *b);
 

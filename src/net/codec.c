@@ -223,8 +223,12 @@ int tt_codec_parse(const char *text, size_t len, json_t **out, char *errbuf,
 }
 
 char *tt_codec_dump(const json_t *v, size_t *len) {
-  char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-  if (s && len)
-    *len = strlen(s);
-  return s;
+  tt_buf b = {0};
+  if (!v || tt_canon_buf(&b, v, 0) || tt_buf_add(&b, "", 1)) {
+    tt_buf_free(&b);
+    return NULL;
+  }
+  if (len)
+    *len = b.len - 1;
+  return (char *)b.data;
 }

@@ -375,6 +375,16 @@ int tt_http_post(tt_http_client *c, const char *path, const json_t *body,
   return rc;
 }
 
+int tt_http_post_text(tt_http_client *c, const char *path, const char *text,
+                      size_t len, int *status, json_t **resp, char *errbuf,
+                      size_t errlen) {
+  *status = 0;
+  *resp = NULL;
+  if (text == NULL)
+    return TETHER_EINVAL;
+  return do_request(c, path, text, len, status, resp, errbuf, errlen);
+}
+
 int tt_http_get(tt_http_client *c, const char *path, int *status,
                 json_t **resp, char *errbuf, size_t errlen) {
   return do_request(c, path, NULL, 0, status, resp, errbuf, errlen);

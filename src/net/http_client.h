@@ -47,6 +47,11 @@ void tt_http_client_free(tt_http_client *c);
 int tt_http_post(tt_http_client *c, const char *path, const json_t *body,
                  int *status, json_t **resp, char *errbuf, size_t errlen);
 
+/* The same with a body that is already JSON text (LEN bytes, borrowed). */
+int tt_http_post_text(tt_http_client *c, const char *path, const char *text,
+                      size_t len, int *status, json_t **resp, char *errbuf,
+                      size_t errlen);
+
 /* GETs base_url + PATH (e.g. "/v1/health"); same contract as tt_http_post. */
 int tt_http_get(tt_http_client *c, const char *path, int *status,
                 json_t **resp, char *errbuf, size_t errlen);

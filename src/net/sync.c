@@ -1,10 +1,13 @@
 /* sync.c — push then pull, until caught up. */
 #include "net/sync.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/util.h"
+#include "net/codec.h"
 
 /* Consecutive answers that moved nothing before we give up instead of
  * looping: a misbehaving server must not spin a client forever. */
@@ -72,9 +75,10 @@ static int push_all(tt_replica *r, tt_http_client *c,
   if (total > 0)
     progress(o, "push", 0, total);
   for (;;) {
-    json_t *req = NULL, *resp = NULL;
+    tt_push_body req;
+    json_t *resp = NULL;
     int status = 0;
-    rc = tt_replica_push_request(r, TT_SYNC_PUSH_BATCH, &req);
+    rc = tt_replica_push_body(r, TT_SYNC_PUSH_BATCH, 0, &req);
     if (rc == TETHER_ENOTFOUND)
       return 0; /* outbox empty */
     if (rc != 0) {
@@ -82,9 +86,7 @@ static int push_all(tt_replica *r, tt_http_client *c,
               tether_strerror(rc));
       return rc;
     }
-    if (!tt_http_client_server_zstd(c) &&
-        json_array_size(json_object_get(req, "intents")) >=
-            TT_SYNC_PROBE_INTENTS) {
+    if (!tt_http_client_server_zstd(c) && req.n >= TT_SYNC_PROBE_INTENTS) {
       /* The client compresses only once it has seen the server's
        * Accept-Encoding: zstd (PROTOCOL.md "Compression"); a large first
        * push would otherwise go out whole. The probe is one small round
@@ -96,23 +98,24 @@ static int push_all(tt_replica *r, tt_http_client *c,
       rc = tt_http_get(c, "/v1/health", &hs, &h, errbuf, errlen);
       json_decref(h);
       if (rc == TETHER_EUNREACHABLE) {
-        json_decref(req);
+        tt_push_body_clear(&req);
         return rc;
       }
       if (errbuf && errlen)
         errbuf[0] = '\0';
     }
     uint64_t before = tt_replica_outbox_len(r);
-    rc = tt_http_post(c, "/v1/push", req, &status, &resp, errbuf, errlen);
+    rc = tt_http_post_text(c, "/v1/push", req.text, req.len, &status, &resp,
+                           errbuf, errlen);
     if (rc != 0) {
-      json_decref(req);
+      tt_push_body_clear(&req);
       return rc; /* nothing handed to the replica: nothing changed */
     }
     /* Fails for every status but 200 (push_done's contract). */
-    rc = tt_replica_push_done(r, req, status, resp);
+    rc = tt_replica_push_done_range(r, req.lo, req.hi, status, resp);
     if (rc != 0)
       refused(errbuf, errlen, "push", r, status, resp, rc);
-    json_decref(req);
+    tt_push_body_clear(&req);
     json_decref(resp);
     if (rc != 0)
       return rc;
@@ -131,32 +134,108 @@ static int push_all(tt_replica *r, tt_http_client *c,
   }
 }
 
+/* One pull request in flight on a thread of its own, so that the server
+ * builds the next page while this replica applies the current one (the
+ * two took turns before, each leaving a core idle). */
+typedef struct {
+  tt_http_client *c;
+  char *body;
+  size_t len;
+  int rc, status;
+  json_t *resp;
+  char err[512];
+  pthread_t th;
+  int running;
+} prefetch;
+
+static void *prefetch_main(void *arg) {
+  prefetch *f = arg;
+  f->rc = tt_http_post_text(f->c, "/v1/pull", f->body, f->len, &f->status,
+                            &f->resp, f->err, sizeof f->err);
+  return NULL;
+}
+
+/* Starts asking for the page after RESP; 0 when nothing was started (no
+ * more pages, or an answer the replica will refuse anyway). */
+static int prefetch_start(prefetch *f, tt_replica *r, tt_http_client *c,
+                          const json_t *resp) {
+  json_t *req = NULL;
+  memset(f, 0, sizeof *f);
+  if (tt_replica_pull_next_request(r, resp, TT_SYNC_PULL_LIMIT, &req))
+    return 0;
+  f->body = tt_codec_dump(req, &f->len);
+  json_decref(req);
+  if (!f->body)
+    return 0;
+  f->c = c;
+  if (pthread_create(&f->th, NULL, prefetch_main, f) != 0) {
+    free(f->body);
+    f->body = NULL;
+    return 0;
+  }
+  f->running = 1;
+  return 1;
+}
+
+/* Waits for it; *RESP (a new reference or NULL) and its result. With
+ * KEEP 0 the answer is dropped. */
+static int prefetch_finish(prefetch *f, int keep, int *status, json_t **resp,
+                           char *errbuf, size_t errlen) {
+  if (!f->running)
+    return TETHER_EINVAL;
+  pthread_join(f->th, NULL);
+  f->running = 0;
+  free(f->body);
+  f->body = NULL;
+  if (!keep) {
+    json_decref(f->resp);
+    return 0;
+  }
+  *status = f->status;
+  *resp = f->resp;
+  if (f->rc != 0)
+    tt_errf(errbuf, errlen, "%s", f->err);
+  return f->rc;
+}
+
 static int pull_all(tt_replica *r, tt_http_client *c,
                     const tether_sync_opts *o, char *errbuf, size_t errlen) {
   int rc = 0;
   uint64_t pulled = 0;
   unsigned empty_pages = 0;
   int rebootstraps = 0;
+  json_t *resp = NULL; /* the next answer, when it was prefetched */
+  int status = 0;
   progress(o, "pull", 0, 0);
   for (;;) {
-    json_t *req = NULL, *resp = NULL;
-    int status = 0, more = 0;
+    int more = 0;
     size_t n = 0;
-    rc = tt_replica_pull_request(r, TT_SYNC_PULL_LIMIT, 0, &req);
-    if (rc != 0) {
-      tt_errf(errbuf, errlen, "cannot build the pull request: %s",
-              tether_strerror(rc));
-      return rc;
+    if (!resp) {
+      json_t *req = NULL;
+      rc = tt_replica_pull_request(r, TT_SYNC_PULL_LIMIT, 0, &req);
+      if (rc != 0) {
+        tt_errf(errbuf, errlen, "cannot build the pull request: %s",
+                tether_strerror(rc));
+        return rc;
+      }
+      rc = tt_http_post(c, "/v1/pull", req, &status, &resp, errbuf, errlen);
+      json_decref(req);
+      if (rc != 0)
+        return rc;
     }
-    rc = tt_http_post(c, "/v1/pull", req, &status, &resp, errbuf, errlen);
-    json_decref(req);
-    if (rc != 0)
-      return rc;
+    prefetch f;
+    int ahead = status == 200 && prefetch_start(&f, r, c, resp);
     /* Fails for every status but 200 (pull_done's contract). */
     rc = tt_replica_pull_done(r, status, resp, &more, &n);
+    json_t *next = NULL;
+    int next_status = 0, next_rc = 0;
+    if (ahead)
+      next_rc = prefetch_finish(&f, rc == 0 && more, &next_status, &next,
+                                errbuf, errlen);
     if (rc != 0 && tt_replica_cursor_refused(r)) {
       if (rebootstraps++ < MAX_REBOOTSTRAPS) {
         json_decref(resp);
+        resp = NULL;
         /* PROTOCOL.md: the replica starts again from []; its unacknowledged
          * intents stay in the outbox. */
         rc = tt_replica_rebootstrap(r);
@@ -177,20 +256,30 @@ static int pull_all(tt_replica *r, tt_http_client *c,
       refused(errbuf, errlen, "pull", r, status, resp, rc);
     }
     json_decref(resp);
+    resp = NULL;
     if (rc != 0)
       return rc;
     pulled += n;
     progress(o, "pull", pulled, 0);
-    if (!more)
+    if (!more) {
+      json_decref(next);
       return 0;
+    }
     /* Empty pages that still say "more" may be legitimate (entries whose
      * documents changed again later), but not without end. */
     if (n == 0 && ++empty_pages > MAX_EMPTY_PAGES) {
+      json_decref(next);
       tt_errf(errbuf, errlen, "pull: the server keeps sending empty pages");
       return TETHER_EPROTO;
     }
     if (n > 0)
       empty_pages = 0;
+    if (ahead) {
+      if (next_rc != 0)
+        return next_rc; /* as if asked now: nothing was changed by it */
+      resp = next;
+      status = next_status;
+    }
   }
 }
 

@@ -1,7 +1,14 @@
 /* sync.h — the sync driver: moves a replica's messages over HTTP.
  * Pushes the outbox in batches until it is empty, then pulls pages until
  * the server says there is no more. The replica state machine decides what
- * every answer means; this only carries messages and reports progress. */
+ * every answer means; this only carries messages and reports progress.
+ *
+ * Pull pages are pipelined: the request for page k+1 is built from page
+ * k's answer and sent (on a second thread) while page k is applied, so
+ * that server and replica work at the same time. Pushes are not: a push
+ * starting at seq s tells the server that every outcome below s is
+ * durably recorded (PROTOCOL.md), which holds only once the previous
+ * push's answer has been applied. */
 #ifndef TT_NET_SYNC_H
 #define TT_NET_SYNC_H
 

@@ -101,32 +101,19 @@ void tt_r_seqkey(uint8_t out[8], uint64_t seq) { tt_be64_put(out, seq); }
 
 /* ---- helpers ------------------------------------------------------------- */
 
-typedef struct {
-  size_t n;
-  size_t max;
-} size_ctx;
-
-static int count_cb(const char *buf, size_t size, void *data) {
-  (void)buf;
-  size_ctx *c = data;
-  c->n += size;
-  return c->n > c->max ? -1 : 0;
-}
-
 int tt_r_value_size_ok(const json_t *v) {
-  /* Same length as the canonical form (which only sorts keys), counted
-   * without building it; stops as soon as the limit is passed. */
-  size_ctx c = {0, TT_MAX_VALUE};
-  if (json_dump_callback(v, count_cb, &c,
-                         JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-    return c.n > c.max ? TETHER_ETOOBIG : TETHER_ENOMEM;
-  return 0;
+  /* Counted without building it; stops as soon as the limit is passed. */
+  return tt_canon_len(v, TT_MAX_VALUE, NULL);
 }
 
 char *tt_r_dump(const json_t *v, size_t *len) {
-  char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-  if (s && len) *len = strlen(s);
-  return s;
+  tt_buf b = {0};
+  if (!v || tt_canon_buf(&b, v, 0) || tt_buf_add(&b, "", 1)) {
+    tt_buf_free(&b);
+    return NULL;
+  }
+  if (len) *len = b.len - 1;
+  return (char *)b.data;
 }
 
 int tt_r_http_error(tt_replica *r, const char *what, int status,
@@ -180,44 +167,19 @@ int tt_r_doc_load(tt_txn *t, const uint8_t *key, size_t klen, tt_rdoc *out) {
   return tt_r_doc_decode(v, out);
 }
 
-typedef struct {
-  uint8_t *b;
-  size_t len, cap;
-  int overflow;
-} dynbuf;
-
-static int dyn_cb(const char *buf, size_t size, void *data) {
-  dynbuf *d = data;
-  if (size > TT_R_MAX_RECORD - d->len) {
-    d->overflow = 1;
-    return -1;
-  }
-  if (d->len + size > d->cap) {
-    size_t cap = d->cap;
-    while (cap < d->len + size) cap *= 2;
-    uint8_t *nb = realloc(d->b, cap);
-    if (!nb) return -1;
-    d->b = nb;
-    d->cap = cap;
-  }
-  memcpy(d->b + d->len, buf, size);
-  d->len += size;
-  return 0;
-}
-
-/* Serializes HDR_LEN header bytes followed by the compact JSON of OBJ (if
- * any) into one malloc'd buffer in a single pass. */
+/* Serializes HDR_LEN header bytes followed by the canonical JSON of OBJ
+ * (if any) into one malloc'd buffer in a single pass. */
 static int encode_with_json(const uint8_t *hdr, size_t hdr_len,
                             const json_t *obj, uint8_t **buf, size_t *len) {
-  dynbuf d = {malloc(256), hdr_len, 256, 0};
-  if (!d.b) return TETHER_ENOMEM;
-  memcpy(d.b, hdr, hdr_len);
-  if (obj && json_dump_callback(obj, dyn_cb, &d, JSON_COMPACT) != 0) {
-    free(d.b);
-    return d.overflow ? TETHER_ETOOBIG : TETHER_ENOMEM;
+  tt_buf b = {0};
+  int rc = tt_buf_add(&b, hdr, hdr_len);
+  if (rc == 0 && obj) rc = tt_canon_buf(&b, obj, TT_R_MAX_RECORD - hdr_len);
+  if (rc) {
+    tt_buf_free(&b);
+    return rc == TETHER_ETOOBIG ? rc : TETHER_ENOMEM;
   }
-  *buf = d.b;
-  *len = d.len;
+  *buf = b.data;
+  *len = b.len;
   return 0;
 }
 

@@ -106,6 +106,24 @@ int tt_replica_push_request(tt_replica *r, size_t max_intents, json_t **req);
 int tt_replica_push_done(tt_replica *r, const json_t *req, int status,
                          const json_t *resp);
 
+/* The same request as wire text, spliced from the stored intents without
+ * parsing them (what sync sends). It starts at the first unacknowledged
+ * seq, or at FROM when that is later (0 = no later start): a caller may
+ * build the next request while the previous one is on the wire.
+ * TETHER_ENOTFOUND when nothing is left from there. */
+typedef struct {
+  char *text; /* malloc'd, NUL-terminated; tt_push_body_clear frees it */
+  size_t len;
+  uint64_t lo, hi; /* seq of the first and last intent carried */
+  size_t n;
+} tt_push_body;
+int tt_replica_push_body(tt_replica *r, size_t max_intents, uint64_t from,
+                         tt_push_body *out);
+void tt_push_body_clear(tt_push_body *b);
+/* tt_replica_push_done for a request that carried seqs LO..HI. */
+int tt_replica_push_done_range(tt_replica *r, uint64_t lo, uint64_t hi,
+                               int status, const json_t *resp);
+
 /* Pull: a request from the current cursor asking at most LIMIT changes,
  * waiting up to WAIT_MS on the server when there are none (0 = answer at
  * once). tt_replica_pull_done applies a 200 response durably (confirmed
@@ -118,6 +136,14 @@ int tt_replica_pull_request(tt_replica *r, size_t limit, uint64_t wait_ms,
                             json_t **req);
 int tt_replica_pull_done(tt_replica *r, int status, const json_t *resp,
                          int *more, size_t *nchanges);
+/* The request for the page after RESP (a 200 answer with "more"), built
+ * from RESP itself so that it can be sent while RESP is being applied:
+ * what tt_replica_pull_request will build once tt_replica_pull_done(RESP)
+ * has succeeded, without waiting (wait_ms 0). If that pull_done fails, the
+ * answer to this request must be dropped. TETHER_ENOTFOUND when RESP says
+ * no more; TETHER_EPROTO for a cursor pull_done would refuse. */
+int tt_replica_pull_next_request(tt_replica *r, const json_t *resp,
+                                 size_t limit, json_t **req);
 /* 1 if the last tt_replica_pull_done refused a 400 cursor answer: the
  * server does not know the cursor (its data was reset or restored, or the
  * replica is older than its retention horizon). The caller then calls

@@ -11,47 +11,61 @@
 
 /* ---- push request -------------------------------------------------------- */
 
+/* The request body is spliced from the stored wire text of each intent:
+ * parsing every intent into a tree only to print it again was most of the
+ * cost of a push on the replica (BENCHMARKS.md, "Where the time goes"). */
 typedef struct {
   uint64_t expect; /* next seq wanted: the request stays contiguous */
   size_t max;
-  size_t bytes;
-  json_t *arr;
+  size_t n;
+  tt_buf *body;
   int err;
 } push_ctx;
 
+/* Stored intents were written by this replica as JSON objects; anything
+ * else is a damaged record, which must not leave as part of a request. */
+static int looks_like_object(const char *s, size_t n) {
+  return n >= 2 && s[0] == '{' && s[n - 1] == '}' && !memchr(s, 0, n);
+}
+
 static int push_cb(void *vctx, tt_bytes k, tt_bytes v) {
   push_ctx *c = vctx;
-  if (json_array_size(c->arr) >= c->max) return 1;
+  if (c->n >= c->max) return 1;
   if (k.len != 8 || tt_be64_get(k.data) != c->expect) return 1;
   tt_robx o;
   if ((c->err = tt_r_obx_decode(v, &o))) return 2;
-  if (json_array_size(c->arr) > 0 && c->bytes + o.json_len > TT_R_PUSH_MAX_BYTES)
-    return 1;
-  json_t *j = json_loadb(o.json, o.json_len, 0, NULL);
-  if (!json_is_object(j)) {
-    json_decref(j);
+  if (c->n > 0 && c->body->len + o.json_len > TT_R_PUSH_MAX_BYTES) return 1;
+  if (!looks_like_object(o.json, o.json_len)) {
     c->err = TETHER_ECORRUPT;
     return 2;
   }
-  if (json_array_append_new(c->arr, j)) {
+  if ((c->n > 0 && tt_buf_add(c->body, ",", 1)) ||
+      tt_buf_add(c->body, o.json, o.json_len)) {
     c->err = TETHER_ENOMEM;
     return 2;
   }
-  c->bytes += o.json_len;
+  c->n++;
   c->expect++;
   return 0;
 }
 
-int tt_replica_push_request(tt_replica *r, size_t max_intents, json_t **req) {
-  if (!req) return TETHER_EINVAL;
-  *req = NULL;
+void tt_push_body_clear(tt_push_body *b) {
+  if (!b) return;
+  free(b->text);
+  memset(b, 0, sizeof *b);
+}
+
+int tt_replica_push_body(tt_replica *r, size_t max_intents, uint64_t from,
+                         tt_push_body *out) {
+  if (!out) return TETHER_EINVAL;
+  memset(out, 0, sizeof *out);
   if (!r) return TETHER_EINVAL;
   if (max_intents == 0 || max_intents > TT_MAX_INTENTS)
     max_intents = TT_MAX_INTENTS;
   tt_txn *t = NULL;
-  push_ctx c = {0, max_intents, 0, json_array(), 0};
+  tt_buf body = {0};
+  push_ctx c = {0, max_intents, 0, &body, 0};
   int rc;
-  if (!c.arr) return TETHER_ENOMEM;
   /* Always a transaction of its own, never an open batch's: only intents
    * durably committed may leave. Were a batch's intent applied by the
    * server and the batch then aborted, its seq would be reused for another
@@ -59,33 +73,59 @@ int tt_replica_push_request(tt_replica *r, size_t max_intents, json_t **req) {
   if ((rc = tt_txn_begin(r->st, 0, 0, &t))) goto out;
   tt_rchain ch;
   if ((rc = tt_r_chain_load(t, &ch))) goto out;
-  if (ch.acked + 1 >= ch.next_seq) {
+  c.expect = ch.acked + 1;
+  if (from > c.expect) c.expect = from;
+  if (c.expect >= ch.next_seq) {
     rc = TETHER_ENOTFOUND;
     goto out;
   }
+  char head[96];
+  int hn = snprintf(head, sizeof head, "{\"intents\":[");
+  if ((rc = tt_buf_add(&body, head, (size_t)hn) ? TETHER_ENOMEM : 0)) goto out;
+  uint64_t lo = c.expect;
   uint8_t sk[8];
-  c.expect = ch.acked + 1;
   tt_r_seqkey(sk, c.expect);
   rc = tt_scan(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8}, push_cb, &c);
   if (rc == 2) rc = c.err;
   if (rc < 0) goto out;
   rc = 0;
-  if (json_array_size(c.arr) == 0) {
+  if (c.n == 0) {
     /* Unacknowledged seqs exist but their records do not. */
     rc = TETHER_ECORRUPT;
     goto out;
   }
-  json_t *o = json_pack("{s:i,s:s,s:O}", "v", TETHER_PROTOCOL_VERSION,
-                        "replica", r->id_hex, "intents", c.arr);
-  if (!o) {
+  hn = snprintf(head, sizeof head, "],\"replica\":\"%s\",\"v\":%d}",
+                r->id_hex, TETHER_PROTOCOL_VERSION);
+  if (tt_buf_add(&body, head, (size_t)hn) || tt_buf_add(&body, "", 1)) {
     rc = TETHER_ENOMEM;
     goto out;
   }
-  *req = o;
+  out->text = (char *)body.data;
+  out->len = body.len - 1;
+  out->lo = lo;
+  out->hi = c.expect - 1;
+  out->n = c.n;
+  body.data = NULL;
 out:
   tt_abort(t);
-  json_decref(c.arr);
+  tt_buf_free(&body);
   return rc;
+}
+
+int tt_replica_push_request(tt_replica *r, size_t max_intents, json_t **req) {
+  if (!req) return TETHER_EINVAL;
+  *req = NULL;
+  tt_push_body b;
+  int rc = tt_replica_push_body(r, max_intents, 0, &b);
+  if (rc) return rc;
+  json_t *o = json_loadb(b.text, b.len, 0, NULL);
+  tt_push_body_clear(&b);
+  if (!json_is_object(o)) {
+    json_decref(o);
+    return TETHER_ECORRUPT; /* a stored intent is not valid JSON */
+  }
+  *req = o;
+  return 0;
 }
 
 /* ---- push response ------------------------------------------------------- */
@@ -297,12 +337,20 @@ out:
 int tt_replica_push_done(tt_replica *r, const json_t *req, int status,
                          const json_t *resp) {
   if (!r) return TETHER_EINVAL;
+  uint64_t lo = 0, hi = 0;
+  /* A request of another shape becomes the empty range, refused below. */
+  if (!json_is_object(req) || req_range(req, &lo, &hi)) lo = hi = 0;
+  return tt_replica_push_done_range(r, lo, hi, status, resp);
+}
+
+int tt_replica_push_done_range(tt_replica *r, uint64_t lo, uint64_t hi,
+                               int status, const json_t *resp) {
+  if (!r) return TETHER_EINVAL;
   r->err[0] = 0;
   int rc = tt_r_no_batch(r, "push");
   if (rc) return rc;
   if (status != 200) return tt_r_http_error(r, "push", status, resp);
-  uint64_t lo, hi;
-  if (!json_is_object(req) || req_range(req, &lo, &hi)) {
+  if (lo == 0 || hi < lo) {
     TT_R_ERR(r, "push: not a request built by this replica");
     return TETHER_EINVAL;
   }
@@ -355,6 +403,24 @@ out:
 
 /* ---- pull ---------------------------------------------------------------- */
 
+/* {"v","replica","cursor":CURSOR,"wait_ms"[,"limit"][,"resume"]}. */
+static int pull_req_build(tt_replica *r, json_t *cursor, json_t *resume,
+                          size_t limit, uint64_t wait_ms, json_t **req) {
+  if (wait_ms > MAX_WAIT_MS) wait_ms = MAX_WAIT_MS;
+  json_t *o = json_pack("{s:i,s:s,s:O,s:I}", "v", TETHER_PROTOCOL_VERSION,
+                        "replica", r->id_hex, "cursor", cursor, "wait_ms",
+                        (json_int_t)wait_ms);
+  if (!o ||
+      (limit > 0 &&
+       json_object_set_new(o, "limit", json_integer((json_int_t)limit))) ||
+      (resume && json_object_set(o, "resume", resume))) {
+    json_decref(o);
+    return TETHER_ENOMEM;
+  }
+  *req = o;
+  return 0;
+}
+
 int tt_replica_pull_request(tt_replica *r, size_t limit, uint64_t wait_ms,
                             json_t **req) {
   if (!req) return TETHER_EINVAL;
@@ -363,7 +429,7 @@ int tt_replica_pull_request(tt_replica *r, size_t limit, uint64_t wait_ms,
   tt_txn *t = NULL;
   uint64_t *cur = NULL;
   size_t n = 0;
-  json_t *o = NULL, *a = NULL;
+  json_t *a = NULL;
   int rc = tt_r_begin(r, 0, &t);
   if (rc) return rc;
   rc = tt_r_cursor_load(t, &cur, &n);
@@ -373,22 +439,29 @@ int tt_replica_pull_request(tt_replica *r, size_t limit, uint64_t wait_ms,
   if (!(a = json_array())) goto out;
   for (size_t i = 0; i < n; i++)
     if (json_array_append_new(a, json_integer((json_int_t)cur[i]))) goto out;
-  if (wait_ms > MAX_WAIT_MS) wait_ms = MAX_WAIT_MS;
-  o = json_pack("{s:i,s:s,s:O,s:I}", "v", TETHER_PROTOCOL_VERSION, "replica",
-                r->id_hex, "cursor", a, "wait_ms", (json_int_t)wait_ms);
-  if (!o) goto out;
-  if (limit > 0 &&
-      json_object_set_new(o, "limit", json_integer((json_int_t)limit)))
-    goto out;
-  if (r->resume && json_object_set(o, "resume", r->resume)) goto out;
-  *req = o;
-  o = NULL;
-  rc = 0;
+  rc = pull_req_build(r, a, r->resume, limit, wait_ms, req);
 out:
-  json_decref(o);
   json_decref(a);
   free(cur);
   return rc;
+}
+
+int tt_replica_pull_next_request(tt_replica *r, const json_t *resp,
+                                 size_t limit, json_t **req) {
+  if (!req) return TETHER_EINVAL;
+  *req = NULL;
+  if (!r || !json_is_object(resp)) return TETHER_EINVAL;
+  if (!json_is_true(json_object_get(resp, "more"))) return TETHER_ENOTFOUND;
+  json_t *cursor = json_object_get(resp, "cursor");
+  uint64_t *cur = NULL;
+  size_t n = 0;
+  /* Only a cursor pull_done would accept goes out again. */
+  int rc = tt_r_cursor_parse(cursor, &cur, &n, TETHER_EPROTO);
+  free(cur);
+  if (rc) return rc;
+  json_t *resume = json_object_get(resp, "resume");
+  return pull_req_build(r, cursor, json_is_array(resume) ? resume : NULL,
+                        limit, 0, req);
 }
 
 /* A document touched by this pull: re-based after the page is applied. */

@@ -118,11 +118,18 @@ int tt_srv_dedupe_decode(tt_bytes b, uint64_t *seq) {
 }
 
 int tt_srv_json_encode(const json_t *v, char **buf, size_t *len) {
-  char *txt = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
-  if (!txt)
-    return TETHER_ENOMEM;
-  *buf = txt;
-  *len = strlen(txt);
+  tt_buf b = {0};
+  if (!json_is_object(v) && !json_is_array(v))
+    return TETHER_EINVAL;
+  int rc = tt_canon_buf(&b, v, 0);
+  if (rc == 0 && tt_buf_add(&b, "", 1))
+    rc = TETHER_ENOMEM;
+  if (rc) {
+    tt_buf_free(&b);
+    return rc == TETHER_EINVAL ? TETHER_EINVAL : TETHER_ENOMEM;
+  }
+  *buf = (char *)b.data;
+  *len = b.len - 1;
   return 0;
 }
 
