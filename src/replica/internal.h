@@ -12,6 +12,15 @@
  *                  be64 acked (highest seq such that every seq <= it has an
  *                  outcome from the server)
  *   META "cursor"  JSON array text, one commit seq per partition
+ *   META "own"     be64: every intent with seq <= it has its effect in the
+ *                  confirmed state (absent = 0). Sent as the pull's "own",
+ *                  so the server does not send this replica's own clean
+ *                  writes back (PROTOCOL.md). Moves to "acked" whenever no
+ *                  acknowledged intent is waiting for a pull; 0 again on
+ *                  re-bootstrap, which empties the confirmed state.
+ *   META "ownhold" be64: lowest seq acknowledged as a forgotten duplicate
+ *                  since the last caught-up pull; "own" stays below it
+ *                  until a pull has brought that intent's effect.
  *   DOCS  coll\0id         u8 flags (1 = deleted), be64 version, JSON object
  *                          text (empty when deleted)
  *   VIEW  coll\0id         u8 flags (1 = absent/deleted), JSON object text
@@ -97,6 +106,19 @@ int tt_r_no_batch(tt_replica *r, const char *what);
 
 int tt_r_chain_load(tt_txn *t, tt_rchain *c);
 int tt_r_chain_store(tt_txn *t, const tt_rchain *c);
+
+int tt_r_own_load(tt_txn *t, uint64_t *own);
+/* Sets "own" to the acked prefix when no acknowledged intent waits for a
+ * pull (nothing below it is missing from the confirmed state), but below
+ * the hold, if any. */
+int tt_r_own_update(tt_txn *t, const tt_rchain *c);
+/* An intent acknowledged without its effect (a forgotten duplicate): "own"
+ * stays below SEQ (lowered if need be) until tt_r_own_release, called
+ * when a pull has caught up with the server. */
+int tt_r_own_hold(tt_txn *t, uint64_t seq);
+int tt_r_own_release(tt_txn *t);
+/* "own" and its hold back to nothing (re-bootstrap). */
+int tt_r_own_reset(tt_txn *t);
 
 /* *CUR: malloc'd array (free()), *N entries; empty cursor -> NULL, 0. */
 int tt_r_cursor_load(tt_txn *t, uint64_t **cur, size_t *n);

@@ -35,6 +35,87 @@ int tt_r_chain_store(tt_txn *t, const tt_rchain *c) {
   return tt_put(t, TT_TABLE_META, META_KEY("chain"), (tt_bytes){b, sizeof b});
 }
 
+int tt_r_own_load(tt_txn *t, uint64_t *own) {
+  tt_bytes v;
+  *own = 0;
+  int rc = tt_get(t, TT_TABLE_META, META_KEY("own"), &v);
+  if (rc == TETHER_ENOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.len != 8) return TETHER_ECORRUPT;
+  *own = tt_be64_get(v.data);
+  return 0;
+}
+
+static int first_ackidx_cb(void *ctx, tt_bytes k, tt_bytes v) {
+  (void)v;
+  *(int *)ctx = k.len == TT_R_ACKIDX_LEN;
+  return 1;
+}
+
+static int be64_meta_load(tt_txn *t, tt_bytes key, uint64_t *out,
+                          int *found) {
+  tt_bytes v;
+  *out = 0;
+  *found = 0;
+  int rc = tt_get(t, TT_TABLE_META, key, &v);
+  if (rc == TETHER_ENOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.len != 8) return TETHER_ECORRUPT;
+  *out = tt_be64_get(v.data);
+  *found = 1;
+  return 0;
+}
+
+static int be64_meta_store(tt_txn *t, tt_bytes key, uint64_t val) {
+  uint8_t b[8];
+  tt_be64_put(b, val);
+  return tt_put(t, TT_TABLE_META, key, (tt_bytes){b, 8});
+}
+
+static int meta_del(tt_txn *t, tt_bytes key) {
+  int rc = tt_del(t, TT_TABLE_META, key);
+  return rc == TETHER_ENOTFOUND ? 0 : rc;
+}
+
+int tt_r_own_update(tt_txn *t, const tt_rchain *c) {
+  const uint8_t tag = TT_R_ACKIDX_TAG;
+  int waiting = 0, held;
+  uint64_t own, hold;
+  int rc = tt_scan(t, TT_TABLE_OUTBOX, (tt_bytes){&tag, 1}, first_ackidx_cb,
+                   &waiting);
+  if (rc < 0) return rc;
+  if (waiting) return 0;
+  if ((rc = tt_r_own_load(t, &own)) ||
+      (rc = be64_meta_load(t, META_KEY("ownhold"), &hold, &held)))
+    return rc;
+  uint64_t want = c->acked;
+  if (held && want >= hold) want = hold - 1;
+  if (want <= own) return 0;
+  return be64_meta_store(t, META_KEY("own"), want);
+}
+
+int tt_r_own_hold(tt_txn *t, uint64_t seq) {
+  int held;
+  uint64_t own, hold;
+  int rc;
+  if (seq == 0) return TETHER_EINVAL;
+  if ((rc = tt_r_own_load(t, &own)) ||
+      (rc = be64_meta_load(t, META_KEY("ownhold"), &hold, &held)))
+    return rc;
+  if (!held || seq < hold) {
+    if ((rc = be64_meta_store(t, META_KEY("ownhold"), seq))) return rc;
+  }
+  if (own >= seq) return be64_meta_store(t, META_KEY("own"), seq - 1);
+  return 0;
+}
+
+int tt_r_own_release(tt_txn *t) { return meta_del(t, META_KEY("ownhold")); }
+
+int tt_r_own_reset(tt_txn *t) {
+  int rc = meta_del(t, META_KEY("own"));
+  return rc ? rc : meta_del(t, META_KEY("ownhold"));
+}
+
 int tt_r_cursor_parse(const json_t *a, uint64_t **cur, size_t *n,
                       int err_code) {
   *cur = NULL;

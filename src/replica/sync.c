@@ -184,6 +184,46 @@ static int store_conflict(tt_txn *t, const json_t *cf, const char *coll,
   return tt_r_status_store(t, key, klen, &st);
 }
 
+/* A clean outcome ("clean": true): the server applied the intent, alone,
+ * to the version it was written against. When this replica still holds
+ * that version confirmed, the result is computed here with the value
+ * rules the server used, stored as confirmed at COMMIT, and *DONE set; the
+ * intent then needs no pull to confirm it, and the pulls that say "own"
+ * will not bring it back. Otherwise (*DONE 0) it waits for a pull like
+ * any acknowledged intent. JSON is the stored intent text, parsed before
+ * anything is written. */
+static int confirm_clean(tt_txn *t, const char *json, size_t json_len,
+                         const uint8_t *key, size_t klen, uint64_t commit,
+                         int *done) {
+  tt_intent in = {0};
+  tt_rdoc d = {0};
+  json_t *next = NULL;
+  *done = 0;
+  json_t *ij = json_loadb(json, json_len, 0, NULL);
+  int rc = ij ? tt_intent_from_json(ij, &in, NULL, 0) : TETHER_ECORRUPT;
+  json_decref(ij);
+  if (rc) {
+    rc = TETHER_ECORRUPT;
+    goto out;
+  }
+  if ((rc = tt_r_doc_load(t, key, klen, &d))) goto out;
+  if ((d.exists ? d.version : 0) != in.base || commit <= in.base) goto out;
+  rc = tt_view_apply(d.deleted ? NULL : d.obj, &in, &next);
+  if (rc == TETHER_ETYPE) {
+    rc = 0; /* the server's rules say otherwise: let the pull decide */
+    goto out;
+  }
+  if (rc) goto out;
+  if ((rc = tt_r_doc_store(t, key, klen, commit, next == NULL, next)))
+    goto out;
+  *done = 1;
+out:
+  json_decref(next);
+  tt_r_doc_clear(&d);
+  tt_intent_clear(&in);
+  return rc;
+}
+
 /* Applies one outcome of the response to an unacknowledged intent. */
 static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
                          uint64_t lo, uint64_t hi) {
@@ -194,7 +234,7 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
   uint8_t sk[8], key[TT_R_KEYMAX];
   char coll[TT_MAX_NAME + 1], id[TT_MAX_NAME + 1];
   char label[TT_MAX_LABEL + 1];
-  int has_label, rc;
+  int has_label, rc, clean = 0;
   json_t *rj = NULL;
   char *text = NULL;
   uint8_t *rec = NULL;
@@ -274,8 +314,9 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
   if (forgotten) {
     /* No (p, commit) to wait for: it leaves the outbox now, and the view
      * shows the confirmed state until the pull that follows brings its
-     * effect. */
-    if ((rc = tt_r_obx_drop(t, seq, key, klen)) ||
+     * effect. That pull must not skip it as one of our own writes. */
+    if ((rc = tt_r_own_hold(t, seq)) ||
+        (rc = tt_r_obx_drop(t, seq, key, klen)) ||
         (rc = tt_r_view_recompute(t, key, klen)))
       goto out;
   } else if (kind == TT_OUT_REJECTED) {
@@ -294,6 +335,15 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
     rc = 0;
     TT_R_ERR(r, "intent %llu on %s/%s rejected: %s", (unsigned long long)seq,
              coll, id, reason);
+  } else if (kind == TT_OUT_APPLIED &&
+             json_is_true(json_object_get(oc, "clean")) &&
+             ((rc = confirm_clean(t, o.json, o.json_len, key, klen, commit,
+                                  &clean)) ||
+              clean)) {
+    if (rc ||
+        (rc = tt_r_obx_drop(t, seq, key, klen)) ||
+        (rc = tt_r_view_recompute(t, key, klen)))
+      goto out;
   } else {
     tt_robx n = o;
     n.state = TT_ROBX_ACKED;
@@ -391,6 +441,7 @@ int tt_replica_push_done_range(tt_replica *r, uint64_t lo, uint64_t hi,
     ch.acked++;
   }
   rc = tt_r_chain_store(t, &ch);
+  if (!rc) rc = tt_r_own_update(t, &ch);
   if (rc) goto out;
   rc = tt_commit(t);
   t = NULL;
@@ -405,7 +456,8 @@ out:
 
 /* {"v","replica","cursor":CURSOR,"wait_ms"[,"limit"][,"resume"]}. */
 static int pull_req_build(tt_replica *r, json_t *cursor, json_t *resume,
-                          size_t limit, uint64_t wait_ms, json_t **req) {
+                          size_t limit, uint64_t wait_ms, uint64_t own,
+                          json_t **req) {
   if (wait_ms > MAX_WAIT_MS) wait_ms = MAX_WAIT_MS;
   json_t *o = json_pack("{s:i,s:s,s:O,s:I}", "v", TETHER_PROTOCOL_VERSION,
                         "replica", r->id_hex, "cursor", cursor, "wait_ms",
@@ -413,7 +465,8 @@ static int pull_req_build(tt_replica *r, json_t *cursor, json_t *resume,
   if (!o ||
       (limit > 0 &&
        json_object_set_new(o, "limit", json_integer((json_int_t)limit))) ||
-      (resume && json_object_set(o, "resume", resume))) {
+      (resume && json_object_set(o, "resume", resume)) ||
+      (own && json_object_set_new(o, "own", json_integer((json_int_t)own)))) {
     json_decref(o);
     return TETHER_ENOMEM;
   }
@@ -432,14 +485,16 @@ int tt_replica_pull_request(tt_replica *r, size_t limit, uint64_t wait_ms,
   json_t *a = NULL;
   int rc = tt_r_begin(r, 0, &t);
   if (rc) return rc;
+  uint64_t own = 0;
   rc = tt_r_cursor_load(t, &cur, &n);
+  if (!rc) rc = tt_r_own_load(t, &own);
   tt_r_end(r, t);
   if (rc) goto out;
   rc = TETHER_ENOMEM;
   if (!(a = json_array())) goto out;
   for (size_t i = 0; i < n; i++)
     if (json_array_append_new(a, json_integer((json_int_t)cur[i]))) goto out;
-  rc = pull_req_build(r, a, r->resume, limit, wait_ms, req);
+  rc = pull_req_build(r, a, r->resume, limit, wait_ms, own, req);
 out:
   json_decref(a);
   free(cur);
@@ -460,8 +515,16 @@ int tt_replica_pull_next_request(tt_replica *r, const json_t *resp,
   free(cur);
   if (rc) return rc;
   json_t *resume = json_object_get(resp, "resume");
+  /* "own" as stored now: applying RESP can only raise it, and a lower one
+   * only means fewer changes skipped. */
+  uint64_t own = 0;
+  tt_txn *t = NULL;
+  if ((rc = tt_r_begin(r, 0, &t))) return rc;
+  rc = tt_r_own_load(t, &own);
+  tt_r_end(r, t);
+  if (rc) return rc;
   return pull_req_build(r, cursor, json_is_array(resume) ? resume : NULL,
-                        limit, 0, req);
+                        limit, 0, own, req);
 }
 
 /* A document touched by this pull: re-based after the page is applied. */
@@ -828,6 +891,11 @@ int tt_replica_pull_done(tt_replica *r, int status, const json_t *resp,
       if ((rc = tt_r_view_recompute(t, ts.v[i].key, ts.v[i].klen))) goto out;
     }
   }
+  /* A caught-up pull has brought every change up to the server's head
+   * with "own" held below any forgotten duplicate: the hold has done its
+   * work. */
+  if (!json_is_true(jmore) && (rc = tt_r_own_release(t))) goto out;
+  if ((rc = tt_r_own_update(t, &ch))) goto out;
   rc = tt_commit(t);
   t = NULL;
   if (rc == 0) {
@@ -942,6 +1010,8 @@ int tt_replica_rebootstrap(tt_replica *r) {
   if ((rc = tt_put(t, TT_TABLE_META, (tt_bytes){"cursor", 6},
                    (tt_bytes){"[]", 2})))
     goto out;
+  /* The confirmed state is empty now: nothing of ours may be skipped. */
+  if ((rc = tt_r_own_reset(t))) goto out;
   rc = tt_commit(t);
   t = NULL;
   if (rc) goto out;

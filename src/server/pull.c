@@ -63,6 +63,11 @@ typedef struct {
   uint64_t last;   /* last seq included */
   uint64_t next;   /* the first seq left out by the limit */
   size_t count, limit;
+  /* The pulling replica and its "own": entries tagged with its id and a
+   * seq <= own are skipped (server_int.h, the changelog value). */
+  uint8_t replica[TT_ID_LEN];
+  uint64_t own;
+  size_t skipped;
   json_t *changes;
   /* partition p's entries of this page, before their documents are read;
    * at most LIMIT of them, each key at most TT_SRV_DOCKEY_MAX bytes */
@@ -79,6 +84,10 @@ typedef struct {
 } pull_scan;
 
 enum { STOP_PARTITION = 1, STOP_LIMIT = 2, STOP_ERROR = 3 };
+
+/* A skipped entry costs a page this fraction of a sent change: it is only
+ * a key read, but a page must stay bounded in work as well as in size. */
+#define SKIP_WEIGHT 8
 
 static int sent_ahead(const pull_scan *ps, uint64_t version) {
   for (size_t i = 0; i < ps->nahead; i++)
@@ -175,14 +184,26 @@ static int scan_cb(void *ctx, tt_bytes key, tt_bytes val) {
   if (key.len != 12 || tt_be32_get(key.data) != ps->p)
     return STOP_PARTITION;
   seq = tt_be64_get((const uint8_t *)key.data + 4);
-  if (ps->count + ps->nents >= ps->limit) {
+  if (ps->count + ps->nents + ps->skipped / SKIP_WEIGHT >= ps->limit) {
     ps->next = seq;
     return STOP_LIMIT; /* one more entry exists: "more" */
   }
-  if (val.len == 0 || val.len > TT_SRV_DOCKEY_MAX) {
+  size_t klen;
+  int tagged;
+  uint8_t writer[TT_ID_LEN];
+  uint64_t wseq = 0;
+  if (tt_srv_change_decode(val, &klen, &tagged, writer, &wseq)) {
     ps->rc = TETHER_ECORRUPT;
     return STOP_ERROR;
   }
+  if (tagged && wseq <= ps->own &&
+      (memcmp(writer, ps->replica, TT_ID_LEN) == 0 ||
+       TT_PLANTED("skip-others-writes"))) {
+    ps->skipped++;
+    ps->last = seq;
+    return 0;
+  }
+  val.len = klen;
   if (ps->nents == ps->entcap) {
     size_t cap = ps->entcap ? 2 * ps->entcap : 64;
     pull_ent *e;
@@ -352,9 +373,17 @@ int tt_server_pull(tt_server *s, const json_t *request, int *status,
                              "wait_ms: non-negative integer expected"));
     goto out;
   }
+  const json_t *jown = json_object_get(request, "own");
+  if (jown && (!json_is_integer(jown) || json_integer_value(jown) < 0)) {
+    rc = answer(status, response, 400,
+                tt_srv_error("invalid", "own: non-negative integer expected"));
+    goto out;
+  }
   bad = 0;
 
   ps.limit = limit;
+  memcpy(ps.replica, rid, TT_ID_LEN);
+  ps.own = jown ? (uint64_t)json_integer_value(jown) : 0;
   ps.changes = json_array();
   if (!ps.changes) {
     rc = TETHER_ENOMEM;

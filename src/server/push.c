@@ -1005,6 +1005,11 @@ outcome:
   o.p = p;
   o.commit = commit;
   o.hash = in->hash;
+  /* Nothing but this intent, on the version its replica saw: the replica
+   * can compute the result with tt_view_apply (the same value rules) and
+   * need not be sent it back. */
+  o.clean = res.kind == TT_OUT_APPLIED && res.changed && !res.concurrent &&
+            res.nconflicts == 0 && !resolves && prev_version == in->base;
   /* "push:outcome" (server.h): the test hook makes this answer fail. */
   if (!(s->fault && s->fault(s->fault_ctx, "push:outcome")))
     oj = tt_srv_outcome_json(&o, 0);
@@ -1037,7 +1042,16 @@ outcome:
         goto out;
     }
     tt_srv_change_key(ck, p, b->seq);
-    rc = put(b, TT_TABLE_CHANGES, ck, sizeof ck, dk, dkl);
+    char cv[TT_SRV_CHANGE_MAX];
+    size_t cvl = dkl;
+    memcpy(cv, dk, dkl);
+    if (o.clean) {
+      cv[cvl++] = 0;
+      memcpy(cv + cvl, in->client, TT_ID_LEN);
+      tt_be64_put((uint8_t *)cv + cvl + TT_ID_LEN, in->seq);
+      cvl += TT_ID_LEN + 8;
+    }
+    rc = put(b, TT_TABLE_CHANGES, ck, sizeof ck, cv, cvl);
     if (rc)
       goto out;
     b->docs_changed = 1;

@@ -11,7 +11,7 @@
 #include "server/server_int.h"
 
 /* Outcome record, all integers big-endian:
- *   u8 format, u8 kind, be32 p, be64 commit,
+ *   u8 format, u8 kind (| OUTCOME_CLEAN), be32 p, be64 commit,
  *   [format 2 only: the intent's hash, TT_HASH_LEN bytes]
  *   u8 rule length, rule, be16 reason length, reason,
  *   the conflict as compact JSON (the rest, possibly empty).
@@ -19,6 +19,9 @@
  * hold; it is still read, and written for an outcome without a hash. */
 #define OUTCOME_FORMAT_NOHASH 1u
 #define OUTCOME_FORMAT 2u
+/* High bit of the kind byte: the outcome was clean (server_int.h). Records
+ * written before it existed never have it set. */
+#define OUTCOME_CLEAN 0x80u
 #define REPLICA_FORMAT 1u
 #define DEDUPE_FORMAT 1u
 /* format, kind, be32 p, be64 commit, u8 rule length, be16 reason length */
@@ -169,7 +172,7 @@ int tt_srv_outcome_encode(const tt_srv_outcome *o, uint8_t **buf,
   }
   w = b;
   *w++ = o->hash ? OUTCOME_FORMAT : OUTCOME_FORMAT_NOHASH;
-  *w++ = (uint8_t)o->kind;
+  *w++ = (uint8_t)((unsigned)o->kind | (o->clean ? OUTCOME_CLEAN : 0u));
   tt_be32_put(w, o->p);
   w += 4;
   tt_be64_put(w, o->commit);
@@ -209,12 +212,13 @@ int tt_srv_outcome_decode(tt_bytes b, uint64_t seq, tt_srv_outcome *out,
   *conflict = NULL;
   if (b.len < OUTCOME_FIXED ||
       (d[0] != OUTCOME_FORMAT && d[0] != OUTCOME_FORMAT_NOHASH) ||
-      d[1] >= (uint8_t)TT_OUT__COUNT ||
+      (d[1] & ~OUTCOME_CLEAN) >= (uint8_t)TT_OUT__COUNT ||
       (d[0] == OUTCOME_FORMAT && b.len < OUTCOME_FIXED + TT_HASH_LEN))
     return TETHER_ECORRUPT;
   has_hash = d[0] == OUTCOME_FORMAT;
   out->seq = seq;
-  out->kind = (tt_outcome_kind)d[1];
+  out->kind = (tt_outcome_kind)(d[1] & ~OUTCOME_CLEAN);
+  out->clean = (d[1] & OUTCOME_CLEAN) != 0;
   out->p = tt_be32_get(d + 2);
   out->commit = tt_be64_get(d + 6);
   d += 14;
@@ -281,6 +285,8 @@ json_t *tt_srv_outcome_json(const tt_srv_outcome *o, int duplicate) {
     bad |= json_object_set_nocheck(j, "conflict", (json_t *)o->conflict);
   bad |= set_new(j, "p", json_integer((json_int_t)o->p));
   bad |= set_new(j, "commit", json_integer((json_int_t)o->commit));
+  if (o->clean)
+    bad |= set_new(j, "clean", json_true());
   if (duplicate)
     bad |= set_new(j, "duplicate", json_true());
   if (bad) {
@@ -309,4 +315,29 @@ json_t *tt_srv_conflict_json(const tt_conflict *c) {
     return NULL;
   }
   return j;
+}
+
+int tt_srv_change_decode(tt_bytes val, size_t *klen, int *tagged,
+                         uint8_t replica[TT_ID_LEN], uint64_t *seq) {
+  const uint8_t *d = val.data;
+  *klen = 0;
+  *tagged = 0;
+  if (val.len == 0 || val.len > TT_SRV_CHANGE_MAX)
+    return TETHER_ECORRUPT;
+  const uint8_t *sep = memchr(d, 0, val.len);
+  if (!sep || sep == d)
+    return TETHER_ECORRUPT;
+  size_t rest = val.len - (size_t)(sep + 1 - d);
+  const uint8_t *tag = memchr(sep + 1, 0, rest);
+  if (!tag) {
+    *klen = val.len;
+    return *klen <= TT_SRV_DOCKEY_MAX ? 0 : TETHER_ECORRUPT;
+  }
+  if (tag == sep + 1 || (size_t)(d + val.len - tag) != TT_SRV_CHANGE_TAG_LEN)
+    return TETHER_ECORRUPT;
+  *klen = (size_t)(tag - d);
+  *tagged = 1;
+  memcpy(replica, tag + 1, TT_ID_LEN);
+  *seq = tt_be64_get(tag + 1 + TT_ID_LEN);
+  return 0;
 }

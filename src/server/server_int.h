@@ -69,6 +69,20 @@ json_t *tt_srv_error(const char *code, const char *fmt, ...)
 
 /* coll \0 id into BUF (TT_SRV_DOCKEY_MAX bytes); returns the length. */
 size_t tt_srv_doc_key(char *buf, const char *coll, const char *id);
+
+/* A changelog entry's value: the document key, and for a change that is
+ * the clean effect of one intent (tt_srv_outcome.clean) a tag naming it:
+ *   coll \0 id [\0 replica id (16 bytes) be64 seq]
+ * Names hold no NUL, so a second NUL can only start the tag. A pull whose
+ * "own" covers the tag's seq skips the entry: that replica computed the
+ * change itself. */
+#define TT_SRV_CHANGE_TAG_LEN (1 + TT_ID_LEN + 8)
+#define TT_SRV_CHANGE_MAX (TT_SRV_DOCKEY_MAX + TT_SRV_CHANGE_TAG_LEN)
+/* Splits VAL into the document key (*KLEN bytes at its start) and, when
+ * tagged, *TAGGED = 1 with the tag's replica id and seq. ECORRUPT on a
+ * malformed value. */
+int tt_srv_change_decode(tt_bytes val, size_t *klen, int *tagged,
+                         uint8_t replica[TT_ID_LEN], uint64_t *seq);
 void tt_srv_change_key(uint8_t out[12], uint32_t p, uint64_t seq);
 void tt_srv_outcome_key(uint8_t out[TT_ID_LEN + 8],
                         const uint8_t replica[TT_ID_LEN], uint64_t seq);
@@ -125,6 +139,10 @@ typedef struct {
    * replica restored from a backup). NULL = not kept (records written
    * before it was; never in the wire form). */
   const uint8_t *hash;
+  /* Wire form only ("clean": true, PROTOCOL.md): applied to exactly the
+   * version the intent was written against, so the replica can compute
+   * the result itself and its pulls need not send it back. */
+  int clean;
 } tt_srv_outcome;
 
 /* Compact binary form; *buf malloc'd (free()). 0 or ENOMEM. */

@@ -21,6 +21,8 @@ static const char *const plants[] = {
     "ignore-base",    /* the merge engine never sees concurrency */
     "skip-pull-page", /* the server skips a change between pull pages */
     "lww-ignores-clamp", /* a far-future clock wins last-writer-wins */
+    "skip-others-writes", /* a pull skips other replicas' clean writes as
+                             if they were the puller's own */
     NULL};
 
 int tt_planted(const char *name) {
@@ -44,9 +46,9 @@ void sim_violation(sim_world *w, const char *fmt, ...) {
     g_seed_reported = 1;
     fprintf(stdout,
             "replay: tether-sim --seeds %llu-%llu --replicas %d --ops %d "
-            "--partitions %u%s%s\n",
+            "--partitions %u --docs %u%s%s\n",
             (unsigned long long)w->cfg.seed, (unsigned long long)w->cfg.seed,
-            g_cfg.replicas, g_cfg.ops, g_cfg.partitions,
+            g_cfg.replicas, g_cfg.ops, g_cfg.partitions, g_cfg.docs,
             tt_plant ? " --plant " : "", tt_plant ? tt_plant : "");
   }
 }
@@ -54,7 +56,7 @@ void sim_violation(sim_world *w, const char *fmt, ...) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: tether-sim --seeds A-B [--replicas N] [--ops N] "
-          "[--partitions N] [--plant NAME] [--verbose]\n"
+          "[--partitions N] [--docs N] [--plant NAME] [--verbose]\n"
           "\n"
           "Runs the real server and replica state machines on real LMDB "
           "stores with a\n"
@@ -78,9 +80,13 @@ static void usage(FILE *f) {
           "partition and\n"
           "                  server crashes fall between partition "
           "commits too)\n"
+          "  --docs N        documents the note writes spread over (default 4:\n"
+          "                  contention; more: writes that apply cleanly and\n"
+          "                  are not echoed back to their writer)\n"
           "  --plant NAME    plant a known bug to prove the checkers catch it:\n"
           "                  skip-dedupe, ack-before-commit, ignore-base,\n"
-          "                  skip-pull-page, lww-ignores-clamp\n"
+          "                  skip-pull-page, lww-ignores-clamp,\n"
+          "                  skip-others-writes\n"
           "  --verbose       print diffs and every violation\n"
           "\n"
           "Exit status: 0 when every invariant held for every seed, 1 "
@@ -95,6 +101,7 @@ int main(int argc, char **argv) {
   g_cfg.replicas = 5;
   g_cfg.ops = 200;
   g_cfg.partitions = 1;
+  g_cfg.docs = 4;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -134,6 +141,14 @@ int main(int argc, char **argv) {
         return 2;
       }
       g_cfg.partitions = (unsigned)np;
+      i++;
+    } else if (!strcmp(arg, "--docs") && val) {
+      int nd = atoi(val);
+      if (nd < 1 || nd > 100000) {
+        fprintf(stderr, "tether-sim: --docs must be 1..100000\n");
+        return 2;
+      }
+      g_cfg.docs = (unsigned)nd;
       i++;
     } else if (!strcmp(arg, "--plant") && val) {
       int ok = 0;

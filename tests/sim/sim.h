@@ -22,6 +22,7 @@ typedef struct {
   int replicas;
   int ops;
   unsigned partitions; /* of the server's store (1 = the embedded default) */
+  unsigned docs;       /* documents the note writes spread over (default 4) */
   int verbose;
 } sim_cfg;
 

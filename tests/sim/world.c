@@ -263,7 +263,7 @@ static void local_write(sim_world *w, int i) {
   int64_t delta = 0;
   json_t *v = NULL;
 
-  snprintf(id, sizeof id, "n%u", (unsigned)sim_below(&w->rng, 4));
+  snprintf(id, sizeof id, "n%u", (unsigned)sim_below(&w->rng, w->cfg.docs));
   if (pick < 30) {
     v = rand_value(w);
     rc = tt_replica_write(r->r, coll, id, TT_OP_SET,
