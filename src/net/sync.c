@@ -66,110 +66,39 @@ static void refused(char *errbuf, size_t errlen, const char *what,
             tether_strerror(rc), advice(rc));
 }
 
-static int push_all(tt_replica *r, tt_http_client *c,
-                    const tether_sync_opts *o, char *errbuf, size_t errlen) {
-  int rc = 0;
-  uint64_t total = tt_replica_outbox_len(r);
-  uint64_t done = 0;
-  int stalls = 0;
-  if (total > 0)
-    progress(o, "push", 0, total);
-  for (;;) {
-    tt_push_body req;
-    json_t *resp = NULL;
-    int status = 0;
-    rc = tt_replica_push_body(r, TT_SYNC_PUSH_BATCH, 0, &req);
-    if (rc == TETHER_ENOTFOUND)
-      return 0; /* outbox empty */
-    if (rc != 0) {
-      tt_errf(errbuf, errlen, "cannot build the push request: %s",
-              tether_strerror(rc));
-      return rc;
-    }
-    if (!tt_http_client_server_zstd(c) && req.n >= TT_SYNC_PROBE_INTENTS) {
-      /* The client compresses only once it has seen the server's
-       * Accept-Encoding: zstd (PROTOCOL.md "Compression"); a large first
-       * push would otherwise go out whole. The probe is one small round
-       * trip per connection. Unreachable is the answer the push would
-       * get too (nothing has changed); any other failure only leaves the
-       * push uncompressed. */
-      json_t *h = NULL;
-      int hs = 0;
-      rc = tt_http_get(c, "/v1/health", &hs, &h, errbuf, errlen);
-      json_decref(h);
-      if (rc == TETHER_EUNREACHABLE) {
-        tt_push_body_clear(&req);
-        return rc;
-      }
-      if (errbuf && errlen)
-        errbuf[0] = '\0';
-    }
-    uint64_t before = tt_replica_outbox_len(r);
-    rc = tt_http_post_text(c, "/v1/push", req.text, req.len, &status, &resp,
-                           errbuf, errlen);
-    if (rc != 0) {
-      tt_push_body_clear(&req);
-      return rc; /* nothing handed to the replica: nothing changed */
-    }
-    /* Fails for every status but 200 (push_done's contract). */
-    rc = tt_replica_push_done_range(r, req.lo, req.hi, status, resp);
-    if (rc != 0)
-      refused(errbuf, errlen, "push", r, status, resp, rc);
-    tt_push_body_clear(&req);
-    json_decref(resp);
-    if (rc != 0)
-      return rc;
-    uint64_t after = tt_replica_outbox_len(r);
-    if (after < before) {
-      done += before - after;
-      stalls = 0;
-      progress(o, "push", done, total);
-    } else if (++stalls >= MAX_STALLS) {
-      tt_errf(errbuf, errlen,
-              "push made no progress: the server answered without "
-              "acknowledging any of this replica's intents; local changes "
-              "are kept, check the server");
-      return TETHER_EPROTO;
-    }
-  }
-}
-
-/* One pull request in flight on a thread of its own, so that the server
- * builds the next page while this replica applies the current one (the
- * two took turns before, each leaving a core idle). */
+/* One request in flight on a thread of its own, so that the server works
+ * on the next message while this replica applies the answer to the last
+ * one (the two took turns before, each leaving a core idle). */
 typedef struct {
   tt_http_client *c;
-  char *body;
+  const char *path;
+  char *body; /* owned */
   size_t len;
   int rc, status;
   json_t *resp;
   char err[512];
   pthread_t th;
   int running;
-} prefetch;
+} inflight;
 
-static void *prefetch_main(void *arg) {
-  prefetch *f = arg;
-  f->rc = tt_http_post_text(f->c, "/v1/pull", f->body, f->len, &f->status,
+static void *inflight_main(void *arg) {
+  inflight *f = arg;
+  f->rc = tt_http_post_text(f->c, f->path, f->body, f->len, &f->status,
                             &f->resp, f->err, sizeof f->err);
   return NULL;
 }
 
-/* Starts asking for the page after RESP; 0 when nothing was started (no
- * more pages, or an answer the replica will refuse anyway). */
-static int prefetch_start(prefetch *f, tt_replica *r, tt_http_client *c,
-                          const json_t *resp) {
-  json_t *req = NULL;
+/* Sends BODY (taken over) to PATH; 0 when no thread could be started (the
+ * body is freed and the caller goes on without the overlap). */
+static int inflight_start(inflight *f, tt_http_client *c, const char *path,
+                          char *body, size_t len) {
   memset(f, 0, sizeof *f);
-  if (tt_replica_pull_next_request(r, resp, TT_SYNC_PULL_LIMIT, &req))
-    return 0;
-  f->body = tt_codec_dump(req, &f->len);
-  json_decref(req);
-  if (!f->body)
-    return 0;
   f->c = c;
-  if (pthread_create(&f->th, NULL, prefetch_main, f) != 0) {
-    free(f->body);
+  f->path = path;
+  f->body = body;
+  f->len = len;
+  if (pthread_create(&f->th, NULL, inflight_main, f) != 0) {
+    free(body);
     f->body = NULL;
     return 0;
   }
@@ -179,7 +108,7 @@ static int prefetch_start(prefetch *f, tt_replica *r, tt_http_client *c,
 
 /* Waits for it; *RESP (a new reference or NULL) and its result. With
  * KEEP 0 the answer is dropped. */
-static int prefetch_finish(prefetch *f, int keep, int *status, json_t **resp,
+static int inflight_finish(inflight *f, int keep, int *status, json_t **resp,
                            char *errbuf, size_t errlen) {
   if (!f->running)
     return TETHER_EINVAL;
@@ -196,6 +125,122 @@ static int prefetch_finish(prefetch *f, int keep, int *status, json_t **resp,
   if (f->rc != 0)
     tt_errf(errbuf, errlen, "%s", f->err);
   return f->rc;
+}
+
+/* Starts asking for the pull page after RESP; 0 when nothing was started
+ * (no more pages, or an answer the replica will refuse anyway). */
+static int prefetch_start(inflight *f, tt_replica *r, tt_http_client *c,
+                          const json_t *resp) {
+  json_t *req = NULL;
+  size_t len = 0;
+  if (tt_replica_pull_next_request(r, resp, TT_SYNC_PULL_LIMIT, &req))
+    return 0;
+  char *body = tt_codec_dump(req, &len);
+  json_decref(req);
+  return body ? inflight_start(f, c, "/v1/pull", body, len) : 0;
+}
+
+static int push_all(tt_replica *r, tt_http_client *c,
+                    const tether_sync_opts *o, char *errbuf, size_t errlen) {
+  int rc = 0;
+  uint64_t total = tt_replica_outbox_len(r);
+  uint64_t done = 0;
+  int stalls = 0;
+  tt_push_body req;
+  json_t *resp = NULL; /* the answer to REQ, when it was sent ahead */
+  int status = 0;
+  memset(&req, 0, sizeof req);
+  if (total > 0)
+    progress(o, "push", 0, total);
+  for (;;) {
+    if (!resp) {
+      rc = tt_replica_push_body(r, TT_SYNC_PUSH_BATCH, 0, &req);
+      if (rc == TETHER_ENOTFOUND)
+        return 0; /* outbox empty */
+      if (rc != 0) {
+        tt_errf(errbuf, errlen, "cannot build the push request: %s",
+                tether_strerror(rc));
+        return rc;
+      }
+      if (!tt_http_client_server_zstd(c) && req.n >= TT_SYNC_PROBE_INTENTS) {
+        /* The client compresses only once it has seen the server's
+         * Accept-Encoding: zstd (PROTOCOL.md "Compression"); a large first
+         * push would otherwise go out whole. The probe is one small round
+         * trip per connection. Unreachable is the answer the push would
+         * get too (nothing has changed); any other failure only leaves the
+         * push uncompressed. */
+        json_t *h = NULL;
+        int hs = 0;
+        rc = tt_http_get(c, "/v1/health", &hs, &h, errbuf, errlen);
+        json_decref(h);
+        if (rc == TETHER_EUNREACHABLE) {
+          tt_push_body_clear(&req);
+          return rc;
+        }
+        if (errbuf && errlen)
+          errbuf[0] = '\0';
+      }
+      rc = tt_http_post_text(c, "/v1/push", req.text, req.len, &status,
+                             &resp, errbuf, errlen);
+      if (rc != 0) {
+        tt_push_body_clear(&req);
+        return rc; /* nothing handed to the replica: nothing changed */
+      }
+    }
+    /* The next push goes out while this answer is applied, when the server
+     * keeps outcomes the replica has not recorded yet ("seen_ok",
+     * PROTOCOL.md): it is sent only now that this one is committed, so the
+     * server still sees the pushes in order. */
+    inflight f;
+    tt_push_body next;
+    memset(&next, 0, sizeof next);
+    int ahead = status == 200 &&
+                json_is_true(json_object_get(resp, "seen_ok")) &&
+                tt_replica_push_body(r, TT_SYNC_PUSH_BATCH, req.hi + 1,
+                                     &next) == 0;
+    if (ahead) {
+      ahead = inflight_start(&f, c, "/v1/push", next.text, next.len);
+      next.text = NULL; /* taken over (or freed) by inflight_start */
+    }
+    uint64_t before = tt_replica_outbox_len(r);
+    /* Fails for every status but 200 (push_done's contract). */
+    rc = tt_replica_push_done_range(r, req.lo, req.hi, status, resp);
+    if (rc != 0)
+      refused(errbuf, errlen, "push", r, status, resp, rc);
+    json_decref(resp);
+    resp = NULL;
+    tt_push_body_clear(&req);
+    int next_status = 0, next_rc = 0;
+    json_t *next_resp = NULL;
+    if (ahead)
+      next_rc = inflight_finish(&f, rc == 0, &next_status, &next_resp,
+                                rc == 0 ? errbuf : NULL, errlen);
+    if (rc != 0)
+      return rc; /* an answer sent ahead is dropped: re-pushed later */
+    uint64_t after = tt_replica_outbox_len(r);
+    if (after < before) {
+      done += before - after;
+      stalls = 0;
+      progress(o, "push", done, total);
+    } else if (++stalls >= MAX_STALLS) {
+      json_decref(next_resp);
+      tt_push_body_clear(&next);
+      tt_errf(errbuf, errlen,
+              "push made no progress: the server answered without "
+              "acknowledging any of this replica's intents; local changes "
+              "are kept, check the server");
+      return TETHER_EPROTO;
+    }
+    if (ahead) {
+      if (next_rc != 0) {
+        tt_push_body_clear(&next);
+        return next_rc; /* nothing of it was handed to the replica */
+      }
+      req = next;
+      resp = next_resp;
+      status = next_status;
+    }
+  }
 }
 
 static int pull_all(tt_replica *r, tt_http_client *c,
@@ -223,14 +268,14 @@ static int pull_all(tt_replica *r, tt_http_client *c,
       if (rc != 0)
         return rc;
     }
-    prefetch f;
+    inflight f;
     int ahead = status == 200 && prefetch_start(&f, r, c, resp);
     /* Fails for every status but 200 (pull_done's contract). */
     rc = tt_replica_pull_done(r, status, resp, &more, &n);
     json_t *next = NULL;
     int next_status = 0, next_rc = 0;
     if (ahead)
-      next_rc = prefetch_finish(&f, rc == 0 && more, &next_status, &next,
+      next_rc = inflight_finish(&f, rc == 0 && more, &next_status, &next,
                                 errbuf, errlen);
     if (rc != 0 && tt_replica_cursor_refused(r)) {
       if (rebootstraps++ < MAX_REBOOTSTRAPS) {

@@ -5,10 +5,14 @@
  *
  * Pull pages are pipelined: the request for page k+1 is built from page
  * k's answer and sent (on a second thread) while page k is applied, so
- * that server and replica work at the same time. Pushes are not: a push
- * starting at seq s tells the server that every outcome below s is
- * durably recorded (PROTOCOL.md), which holds only once the previous
- * push's answer has been applied. */
+ * that server and replica work at the same time. Pushes are pipelined
+ * the same way once the server has said "seen_ok": push k+1 is sent when
+ * push k's answer has arrived (so the server still sees them in order) and
+ * while that answer is being applied; its "seen" tells the server which
+ * outcomes it may forget, since its first seq no longer does
+ * (PROTOCOL.md). An answer that arrives after the previous one failed to
+ * apply is dropped: those intents are pushed again, and their kept
+ * outcomes returned as duplicates. */
 #ifndef TT_NET_SYNC_H
 #define TT_NET_SYNC_H
 

@@ -20,7 +20,8 @@
  *                  re-bootstrap, which empties the confirmed state.
  *   META "ownhold" be64: lowest seq acknowledged as a forgotten duplicate
  *                  since the last caught-up pull; "own" stays below it
- *                  until a pull has brought that intent's effect.
+ *                  until a pull has brought that intent's effect; 1
+ *                  after a re-bootstrap, until its pull has caught up.
  *   DOCS  coll\0id         u8 flags (1 = deleted), be64 version, JSON object
  *                          text (empty when deleted)
  *   VIEW  coll\0id         u8 flags (1 = absent/deleted), JSON object text
@@ -117,7 +118,8 @@ int tt_r_own_update(tt_txn *t, const tt_rchain *c);
  * when a pull has caught up with the server. */
 int tt_r_own_hold(tt_txn *t, uint64_t seq);
 int tt_r_own_release(tt_txn *t);
-/* "own" and its hold back to nothing (re-bootstrap). */
+/* "own" back to 0, held there until a pull has caught up (re-bootstrap:
+ * the confirmed state is empty). */
 int tt_r_own_reset(tt_txn *t);
 
 /* *CUR: malloc'd array (free()), *N entries; empty cursor -> NULL, 0. */

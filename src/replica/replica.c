@@ -95,25 +95,25 @@ int tt_r_own_update(tt_txn *t, const tt_rchain *c) {
 }
 
 int tt_r_own_hold(tt_txn *t, uint64_t seq) {
+  /* "own" itself never needs lowering: it is at most "acked", below any
+   * intent still waiting for its outcome. */
   int held;
-  uint64_t own, hold;
+  uint64_t hold;
   int rc;
   if (seq == 0) return TETHER_EINVAL;
-  if ((rc = tt_r_own_load(t, &own)) ||
-      (rc = be64_meta_load(t, META_KEY("ownhold"), &hold, &held)))
+  if ((rc = be64_meta_load(t, META_KEY("ownhold"), &hold, &held)))
     return rc;
-  if (!held || seq < hold) {
-    if ((rc = be64_meta_store(t, META_KEY("ownhold"), seq))) return rc;
-  }
-  if (own >= seq) return be64_meta_store(t, META_KEY("own"), seq - 1);
-  return 0;
+  if (held && hold <= seq) return 0;
+  return be64_meta_store(t, META_KEY("ownhold"), seq);
 }
 
 int tt_r_own_release(tt_txn *t) { return meta_del(t, META_KEY("ownhold")); }
 
 int tt_r_own_reset(tt_txn *t) {
+  /* Held at 1, not just cleared: "acked" stays what it was, and nothing
+   * of ours may be skipped until the pull from [] has caught up. */
   int rc = meta_del(t, META_KEY("own"));
-  return rc ? rc : meta_del(t, META_KEY("ownhold"));
+  return rc ? rc : be64_meta_store(t, META_KEY("ownhold"), 1);
 }
 
 int tt_r_cursor_parse(const json_t *a, uint64_t **cur, size_t *n,

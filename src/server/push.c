@@ -123,6 +123,10 @@ typedef struct {
   unsigned parts_left; /* partitions holding its intents, not committed */
   int needs_home;      /* its last seq is above the stored home record */
   uint64_t acked;
+  /* Outcomes below this seq may be forgotten: the push's first seq, or
+   * lower when the request says "seen" (PROTOCOL.md: the replica may send
+   * a push before it has recorded the previous one's outcomes). */
+  uint64_t prune_below;
   unsigned gen, mark;  /* partition transaction that pruned / counted it */
   json_t **out;        /* [n]: each intent's outcome once its partition ran */
 } jstate;
@@ -219,6 +223,11 @@ static int check_shape(tt_push_job *job, jstate *js) {
                     tt_srv_error("too_big", "intents: %zu is over the "
                                             "limit of %u per push",
                                  n, (unsigned)TT_MAX_INTENTS));
+  const json_t *seen = json_object_get(req, "seen");
+  if (seen && (!json_is_integer(seen) || json_integer_value(seen) < 0))
+    return job_fail(job, 400,
+                    tt_srv_error("invalid",
+                                 "seen: non-negative integer expected"));
   js->in = calloc(n, sizeof *js->in);
   if (!js->in)
     return TETHER_ENOMEM;
@@ -237,6 +246,9 @@ static int check_shape(tt_push_job *job, jstate *js) {
     }
     js->n = i + 1;
   }
+  js->prune_below = js->in[0].seq;
+  if (seen && (uint64_t)json_integer_value(seen) < js->prune_below - 1)
+    js->prune_below = (uint64_t)json_integer_value(seen) + 1;
 
   for (size_t i = 0; i < n; i++) {
     const tt_intent *in = &js->in[i];
@@ -1249,7 +1261,8 @@ static json_t *ok_body(const jstate *js) {
   if (bad || json_object_set_new_nocheck(j, "v", json_integer(1)) ||
       json_object_set_new_nocheck(j, "acked",
                                   json_integer((json_int_t)js->acked)) ||
-      json_object_set_nocheck(j, "outcomes", arr)) {
+      json_object_set_nocheck(j, "outcomes", arr) ||
+      json_object_set_new_nocheck(j, "seen_ok", json_true())) {
     json_decref(j);
     j = NULL;
   }
@@ -1338,7 +1351,7 @@ static int part_try(batch *bt, uint32_t p, const item *it, size_t n,
     }
     if (js->gen != pc.gen) {
       js->gen = pc.gen;
-      if ((rc = prune_outcomes(b, js->replica, js->in[0].seq)))
+      if ((rc = prune_outcomes(b, js->replica, js->prune_below)))
         goto out;
     }
     if (in->seq <= r->dd && !TT_PLANTED("skip-dedupe")) {

@@ -130,7 +130,7 @@ again:
             tether_strerror(rc));
     goto out;
   }
-  if (fmt != TT_SRV_FORMAT && fmt != 1) {
+  if (fmt != TT_SRV_FORMAT && fmt != 2 && fmt != 1) {
     rc = TETHER_EVERSION;
     tt_errf(errbuf, errlen, "store has server format %u, this build reads %u",
             (unsigned)fmt, TT_SRV_FORMAT);
@@ -158,6 +158,19 @@ again:
     goto out;
   }
   *nparts = np;
+  if (fmt < TT_SRV_FORMAT) {
+    /* Mark the store as this format before anything of it is written, so
+     * that an older build refuses it instead of reading format-3 records
+     * as corrupt. Best effort: a read-only store stays as it is (and gets
+     * no writes either). */
+    tt_abort(t);
+    t = NULL;
+    if (tt_txn_begin(s->st, 0, 1, &t) == 0 &&
+        put_u32(t, K_FORMAT, TT_SRV_FORMAT) == 0) {
+      tt_commit(t);
+      t = NULL;
+    }
+  }
 out:
   tt_abort(t);
   return rc;

@@ -17,8 +17,11 @@
  * format-1 store with ONE partition has the same layout (there the home
  * record is also the dedupe record) and is read as it is; a format-1 store
  * with several partitions is refused (its replicas have no per-partition
- * dedupe records, so duplicates would be applied again). */
-#define TT_SRV_FORMAT 2u
+ * dedupe records, so duplicates would be applied again).
+ * 3: changelog values may carry a tag and outcome kinds a clean bit
+ * (records.c); format 1 (one partition) and 2 stores are read as they are
+ * and marked 3 when opened, so that older builds refuse them. */
+#define TT_SRV_FORMAT 3u
 #define TT_SRV_MAX_PARTITIONS 4096u
 #define TT_SRV_DEFAULT_SKEW 60000u
 #define TT_SRV_DEFAULT_PULL 5000u

@@ -14,8 +14,8 @@ ok rep A sync
 ok rep A incr stats s1 n 5
 
 body="$(ok rep A outbox)"
-re='^\{"intents":\[(.*)\],"replica":"([0-9a-f]{32})","v":1\}$'
-[[ $body =~ $re ]] || fail "outbox body is not canonical {\"intents\":[...],\"replica\":...,\"v\":1}: $body"
+re='^\{"intents":\[(.*)\],"replica":"([0-9a-f]{32})","seen":1,"v":1\}$'
+[[ $body =~ $re ]] || fail "outbox body is not canonical {\"intents\":[...],\"replica\":...,\"seen\":1,\"v\":1}: $body"
 intent="${BASH_REMATCH[1]}"
 rid="${BASH_REMATCH[2]}"
 assert_contains "$intent" '"seq":2' "the pending intent is seq 2"

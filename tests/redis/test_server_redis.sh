@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_server_redis.sh BUILD_DIR — the server unit suites (test_server_push,
-# test_server_pull, test_server_partitions, built in BUILD_DIR) again with
+# test_server_pull, test_server_partitions, test_server_own, built in BUILD_DIR) again with
 # their store in Redis: once on a single redis-server, once on a 3-master
 # Redis Cluster, both started here on loopback ports in a temporary
 # directory and stopped by PID at the end. tests/unit/server_helpers.h opens
@@ -20,7 +20,7 @@ if ! command -v "$RH_SERVER" >/dev/null 2>&1 || ! command -v "$RH_CLI" >/dev/nul
   echo "SKIP: redis-server/redis-cli not installed (scripts/deps test)"
   exit 77
 fi
-suites="test_server_push test_server_pull test_server_partitions"
+suites="test_server_push test_server_pull test_server_partitions test_server_own"
 for s in $suites; do
   [ -x "$build/$s" ] || { echo "FAIL: $build/$s not built"; exit 1; }
 done

@@ -43,15 +43,20 @@ static tt_push_body body(fx *f, size_t max, uint64_t from) {
   return b;
 }
 
-/* Parses B's text and checks it is {"v":1,"replica":hex,"intents":[...]}
- * with the intents seq lo..hi in order, each well-formed. New reference. */
+/* Parses B's text and checks it is {"v":1,"replica":hex,"seen":N,
+ * "intents":[...]} with N below lo (the outcomes recorded so far) and the
+ * intents seq lo..hi in order, each well-formed. New reference. */
 static json_t *body_json(const tt_push_body *b) {
   json_error_t e;
   json_t *j = json_loadb(b->text, b->len, 0, &e);
   if (!j) print_error("push body does not parse: %s: %s\n", e.text, b->text);
   assert_non_null(j);
   assert_true(json_is_object(j));
-  assert_int_equal(json_object_size(j), 3);
+  assert_int_equal(json_object_size(j), 4);
+  json_t *seen = json_object_get(j, "seen");
+  assert_true(json_is_integer(seen));
+  assert_true(json_integer_value(seen) >= 0);
+  assert_true((uint64_t)json_integer_value(seen) < b->lo);
   json_t *v = json_object_get(j, "v");
   assert_true(json_is_integer(v));
   assert_int_equal(json_integer_value(v), 1);

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "server/server_int.h"
 #include "server_helpers.h"
 
 #define HLC(ms) ((uint64_t)(ms) << 16)
@@ -603,6 +604,15 @@ static void test_format1_store(void **state) {
     if (parts == 1) {
       assert_int_equal(rc, 0);
       assert_int_equal(tt_server_partitions(srv), 1);
+      /* marked as this build's format, so older builds refuse it now */
+      tt_bytes fv;
+      assert_int_equal(tt_txn_begin(st, 0, 0, &t), 0);
+      assert_int_equal(tt_get(t, TT_TABLE_META,
+                              (tt_bytes){"server.format", 13}, &fv),
+                       0);
+      assert_int_equal(fv.len, 4);
+      assert_int_equal(tt_be32_get(fv.data), TT_SRV_FORMAT);
+      tt_abort(t);
     } else {
       assert_int_equal(rc, TETHER_EVERSION);
       assert_null(srv);

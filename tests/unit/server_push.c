@@ -855,6 +855,65 @@ static void test_outcome_pruning(void **state) {
   th_env_free(e);
 }
 
+/* "seen" lower than the first seq keeps the outcomes above it: a replica
+ * may send its next push before it has recorded the last one's outcomes
+ * (net/sync.c), and must find them again if it fails meanwhile. */
+static void test_seen_keeps_outcomes(void **state) {
+  (void)state;
+  th_env *e = th_env_new(NULL, 0, 0);
+  th_rep r;
+  json_t *batch1[3], *req1, *resp, *o;
+
+  th_rep_init(&r, 0x56);
+  for (int i = 0; i < 3; i++)
+    batch1[i] = th_intent(&r, 1, "c", "a", 0,
+                          "[{\"kind\":\"incr\",\"field\":\"n\",\"value\":1}]");
+  req1 = th_req(&r, batch1, 3);
+  assert_int_equal(th_push(e, req1, &resp), 200);
+  /* the server says it honours "seen" */
+  assert_true(json_is_true(json_object_get(resp, "seen_ok")));
+  json_decref(resp);
+  json_t *in4 = th_intent(&r, 1, "c", "a", 3,
+                          "[{\"kind\":\"incr\",\"field\":\"n\",\"value\":1}]");
+  json_t *req2 = th_req(&r, &in4, 1);
+  json_object_set_new(req2, "seen", json_integer(0));
+  assert_int_equal(th_push(e, req2, &resp), 200);
+  json_decref(resp);
+  json_decref(req2);
+  /* nothing below 4 was forgotten: seen 0 */
+  assert_int_equal(count_outcomes(e, &r), 4);
+  assert_int_equal(th_push(e, req1, &resp), 200);
+  json_t *o0 = json_array_get(json_object_get(resp, "outcomes"), 0);
+  assert_string_equal(th_str(o0, "outcome"), "applied");
+  assert_true(json_is_true(json_object_get(o0, "duplicate")));
+  assert_int_equal(th_int(o0, "commit"), 1);
+  json_decref(resp);
+  /* seen 2 forgets 1 and 2 only */
+  json_t *in5 = th_intent(&r, 1, "c", "a", 4,
+                          "[{\"kind\":\"incr\",\"field\":\"n\",\"value\":1}]");
+  json_t *req3 = th_req(&r, &in5, 1);
+  json_object_set_new(req3, "seen", json_integer(2));
+  assert_int_equal(th_push(e, req3, &resp), 200);
+  json_decref(resp);
+  json_decref(req3);
+  assert_int_equal(count_outcomes(e, &r), 3);
+  /* a bad "seen" is refused and changes nothing */
+  json_t *in6 = th_intent(&r, 1, "c", "a", 5,
+                          "[{\"kind\":\"incr\",\"field\":\"n\",\"value\":1}]");
+  json_t *req4 = th_req(&r, &in6, 1);
+  json_object_set_new(req4, "seen", json_integer(-1));
+  assert_int_equal(th_push(e, req4, &resp), 400);
+  assert_string_equal(th_str(resp, "error"), "invalid");
+  json_decref(resp);
+  json_decref(req4);
+  json_decref(req1);
+  json_t *d = th_doc(e, "c", "a");
+  th_assert_json(d, "{\"n\":5}");
+  json_decref(d);
+  (void)o;
+  th_env_free(e);
+}
+
 static void test_delete_and_revive(void **state) {
   (void)state;
   th_env *e = th_env_new(NULL, 0, 0);
@@ -1481,6 +1540,7 @@ int main(void) {
       cmocka_unit_test(test_group_commit),
       cmocka_unit_test(test_restart_keeps_state),
       cmocka_unit_test(test_outcome_pruning),
+      cmocka_unit_test(test_seen_keeps_outcomes),
       cmocka_unit_test(test_delete_and_revive),
       cmocka_unit_test(test_store_full),
       cmocka_unit_test(test_crash_points),
