@@ -7,6 +7,9 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -553,6 +556,19 @@ static int parse_listen(const char *s, char *hostbuf, size_t hostlen,
   return 0;
 }
 
+/* The server builds and frees a few MiB of JSON per push and pull page.
+ * With glibc's defaults every large free trims the heap or unmaps a
+ * chunk, and the next request faults the pages back in: a quarter of the
+ * server's CPU on W3 (BENCHMARKS.md). Keeping up to 256 MiB of freed heap,
+ * and serving chunks up to 32 MiB from it, costs that much address space
+ * at most and only after a peak that needed it. */
+static void tune_malloc_for_serving(void) {
+#ifdef __GLIBC__
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+#endif
+}
+
 static int do_serve(const command *c, char **args, int nargs) {
   const char *data = "./tether-data", *listen = "127.0.0.1:8420",
              *config = NULL, *backend = NULL, *partitions = NULL;
@@ -619,6 +635,7 @@ static int do_serve(const command *c, char **args, int nargs) {
   so.log = log_stderr;
   char err[512] = "";
   tether_server *s = NULL;
+  tune_malloc_for_serving();
   int rc = tether_server_start(&s, &so, err, sizeof err);
   if (rc) {
     errmsg("serve: %s%s%s", err[0] ? err : tether_strerror(rc),

@@ -82,6 +82,17 @@ typedef struct {
   char stage[4096];
 } canon_sink;
 
+static void sink_init(canon_sink *s, tt_buf *buf, json_dump_callback_t cb,
+                      void *ctx, size_t max) {
+  s->buf = buf;
+  s->cb = cb;
+  s->ctx = ctx;
+  s->total = 0;
+  s->max = max;
+  s->err = 0;
+  s->used = 0;
+}
+
 static int sink_flush(canon_sink *s) {
   if (s->cb && s->used && !s->err && s->cb(s->stage, s->used, s->ctx) != 0)
     s->err = TETHER_ENOMEM;
@@ -265,13 +276,7 @@ static int canon_value(canon_sink *s, const json_t *v) {
 int tt_canon_buf(tt_buf *b, const json_t *v, size_t max) {
   if (!b || !v) return TETHER_EINVAL;
   canon_sink s;
-  s.buf = b;
-  s.cb = NULL;
-  s.ctx = NULL;
-  s.total = 0;
-  s.max = max ? max : SIZE_MAX;
-  s.err = 0;
-  s.used = 0;
+  sink_init(&s, b, NULL, NULL, max ? max : SIZE_MAX);
   size_t keep = b->len;
   int rc = canon_value(&s, v);
   if (rc) b->len = keep;
@@ -293,13 +298,7 @@ int tt_canon_len(const json_t *v, size_t max, size_t *out) {
   if (!v)
     return TETHER_EINVAL;
   canon_sink s;
-  s.buf = NULL;
-  s.cb = NULL;
-  s.ctx = NULL;
-  s.total = 0;
-  s.max = max;
-  s.err = 0;
-  s.used = 0;
+  sink_init(&s, NULL, NULL, NULL, max);
   int rc = canon_value(&s, v);
   if (rc == TETHER_EINVAL)
     rc = TETHER_ENOMEM; /* what jansson's dumper said for bad UTF-8 */
@@ -314,13 +313,7 @@ int tt_canon_dump(const json_t *v, json_dump_callback_t cb, void *ctx) {
   if (!v || !cb)
     return TETHER_EINVAL;
   canon_sink s;
-  s.buf = NULL;
-  s.cb = cb;
-  s.ctx = ctx;
-  s.total = 0;
-  s.max = SIZE_MAX;
-  s.err = 0;
-  s.used = 0;
+  sink_init(&s, NULL, cb, ctx, SIZE_MAX);
   int rc = canon_value(&s, v);
   if (rc == 0)
     rc = sink_flush(&s);

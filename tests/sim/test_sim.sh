@@ -19,27 +19,27 @@ if [ $rc -ne 0 ]; then
   fail=1
 fi
 
-# The same with 4 partitions: per-partition commits, dedupe and home
-# records (a crash may fall between two partition commits).
-out=$("$sim" --seeds "$seeds" --partitions 4 2>&1)
-rc=$?
-echo "$out" | tail -n 1 | sed 's/^/partitions 4: /'
-if [ $rc -ne 0 ]; then
-  echo "FAIL: invariants broke with 4 partitions:"
-  echo "$out" | grep -E '^(violation|replay):' | head -n 20
-  fail=1
-fi
+# clean_variant LABEL ARGS...: the clean seeds again with ARGS, which must
+# hold every invariant too.
+clean_variant() {
+  local label="$1" out rc
+  shift
+  out=$("$sim" --seeds "$seeds" "$@" 2>&1)
+  rc=$?
+  echo "$out" | tail -n 1 | sed "s/^/$label: /"
+  if [ $rc -ne 0 ]; then
+    echo "FAIL: invariants broke with $label:"
+    echo "$out" | grep -E '^(violation|replay):' | head -n 20
+    fail=1
+  fi
+}
 
+# 4 partitions: per-partition commits, dedupe and home records (a crash
+# may fall between two partition commits).
+clean_variant "partitions 4" --partitions 4
 # Spread over 64 documents most writes apply cleanly, so replicas confirm
 # their own writes locally and pulls skip them ("own", PROTOCOL.md).
-out=$("$sim" --seeds "$seeds" --docs 64 2>&1)
-rc=$?
-echo "$out" | tail -n 1 | sed 's/^/docs 64: /'
-if [ $rc -ne 0 ]; then
-  echo "FAIL: invariants broke with 64 documents:"
-  echo "$out" | grep -E '^(violation|replay):' | head -n 20
-  fail=1
-fi
+clean_variant "docs 64" --docs 64
 
 for plant in skip-dedupe ack-before-commit ignore-base skip-pull-page lww-ignores-clamp skip-others-writes; do
   extra=()

@@ -304,13 +304,12 @@ TH_UNUSED static long long th_int(const json_t *o, const char *k) {
   return json_is_integer(v) ? json_integer_value(v) : -1;
 }
 
-/* Pull with CURSOR text ("[]" or "[3]"), RESUME text (NULL = omit) and
- * LIMIT (0 = omit). */
-TH_UNUSED static int th_pull_r(th_env *e, const char *cursor,
-                               const char *resume, long long limit,
-                               json_t **resp) {
-  json_t *req = json_pack("{s:i,s:s,s:o}", "v", 1, "replica",
-                          "a0000000000000000000000000000000", "cursor",
+/* Pull as replica HEX with CURSOR text ("[]" or "[3]"), RESUME text (NULL
+ * = omit), LIMIT (0 = omit) and OWN (JSON text of "own", NULL = omit). */
+TH_UNUSED static int th_pull_as(th_env *e, const char *hex, const char *cursor,
+                                const char *resume, long long limit,
+                                const char *own, json_t **resp) {
+  json_t *req = json_pack("{s:i,s:s,s:o}", "v", 1, "replica", hex, "cursor",
                           json_loads(cursor, 0, NULL));
   int st = 0;
   assert_non_null(req);
@@ -318,10 +317,23 @@ TH_UNUSED static int th_pull_r(th_env *e, const char *cursor,
     json_object_set_new(req, "resume", json_loads(resume, 0, NULL));
   if (limit)
     json_object_set_new(req, "limit", json_integer(limit));
+  if (own) {
+    json_t *o = json_loads(own, JSON_DECODE_ANY, NULL);
+    assert_non_null(o);
+    json_object_set_new(req, "own", o);
+  }
   assert_int_equal(tt_server_pull(e->srv, req, &st, resp), 0);
   assert_non_null(*resp);
   json_decref(req);
   return st;
+}
+
+/* Pull with CURSOR text, RESUME text (NULL = omit) and LIMIT (0 = omit). */
+TH_UNUSED static int th_pull_r(th_env *e, const char *cursor,
+                               const char *resume, long long limit,
+                               json_t **resp) {
+  return th_pull_as(e, "a0000000000000000000000000000000", cursor, resume,
+                    limit, NULL, resp);
 }
 
 TH_UNUSED static int th_pull(th_env *e, const char *cursor, long long limit,

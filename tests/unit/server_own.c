@@ -35,30 +35,6 @@ static int is_clean(const json_t *o) {
   return c != NULL;
 }
 
-/* Pull as replica HEX from CURSOR (text) with "own" (OWN text, NULL =
- * omitted), RESUME (text or NULL) and LIMIT (0 = omitted). */
-static int pull_own(th_env *e, const char *hex, const char *cursor,
-                    const char *resume, long long limit, const char *own,
-                    json_t **resp) {
-  json_t *req = json_pack("{s:i,s:s,s:o}", "v", 1, "replica", hex, "cursor",
-                          json_loads(cursor, 0, NULL));
-  int st = 0;
-  assert_non_null(req);
-  if (resume)
-    json_object_set_new(req, "resume", json_loads(resume, 0, NULL));
-  if (limit)
-    json_object_set_new(req, "limit", json_integer(limit));
-  if (own) {
-    json_t *o = json_loads(own, JSON_DECODE_ANY, NULL);
-    assert_non_null(o);
-    json_object_set_new(req, "own", o);
-  }
-  assert_int_equal(tt_server_pull(e->srv, req, &st, resp), 0);
-  assert_non_null(*resp);
-  json_decref(req);
-  return st;
-}
-
 /* The ids of RESP's changes, in order, as "id@version,..." (free()). */
 static char *change_ids(const json_t *resp) {
   json_t *ch = json_object_get(resp, "changes"), *c;
@@ -343,7 +319,7 @@ static void test_pull_skips_own(void **state) {
    * reaches the head. */
   const char *owns[] = {"4", "1", "1000000", "9007199254740993"};
   for (size_t i = 0; i < 4; i++) {
-    assert_int_equal(pull_own(e, a.hex, "[]", NULL, 0, owns[i], &resp), 200);
+    assert_int_equal(th_pull_as(e, a.hex, "[]", NULL, 0, owns[i], &resp), 200);
     expect_ids(resp, "a3@4,b1@5,a2@6");
     th_assert_json(json_object_get(resp, "cursor"), "[6]");
     assert_false(json_is_true(json_object_get(resp, "more")));
@@ -358,34 +334,34 @@ static void test_pull_skips_own(void **state) {
   /* "own" absent or 0: everything. */
   const char *none[] = {NULL, "0"};
   for (size_t i = 0; i < 2; i++) {
-    assert_int_equal(pull_own(e, a.hex, "[]", NULL, 0, none[i], &resp), 200);
+    assert_int_equal(th_pull_as(e, a.hex, "[]", NULL, 0, none[i], &resp), 200);
     expect_ids(resp, "a1@1,a3@4,b1@5,a2@6");
     th_assert_json(json_object_get(resp, "cursor"), "[6]");
     json_decref(resp);
   }
   /* B with a large "own": its own b1 and a2 skipped, A's a1 and a3 sent. */
-  assert_int_equal(pull_own(e, b.hex, "[]", NULL, 0, "1000", &resp), 200);
+  assert_int_equal(th_pull_as(e, b.hex, "[]", NULL, 0, "1000", &resp), 200);
   expect_ids(resp, "a1@1,a3@4");
   th_assert_json(json_object_get(resp, "cursor"), "[6]");
   json_decref(resp);
   /* B with "own": 1 covers only its seq 1. */
-  assert_int_equal(pull_own(e, b.hex, "[]", NULL, 0, "1", &resp), 200);
+  assert_int_equal(th_pull_as(e, b.hex, "[]", NULL, 0, "1", &resp), 200);
   expect_ids(resp, "a1@1,a3@4,a2@6");
   json_decref(resp);
   /* A third replica's "own" skips nothing of either. */
-  assert_int_equal(pull_own(e, "a0000000000000000000000000000000", "[]",
+  assert_int_equal(th_pull_as(e, "a0000000000000000000000000000000", "[]",
                             NULL, 0, "1000", &resp),
                    200);
   expect_ids(resp, "a1@1,a3@4,b1@5,a2@6");
   json_decref(resp);
   /* From a cursor: only entries after it, own ones skipped. */
-  assert_int_equal(pull_own(e, b.hex, "[4]", NULL, 0, "5", &resp), 200);
+  assert_int_equal(th_pull_as(e, b.hex, "[4]", NULL, 0, "5", &resp), 200);
   expect_ids(resp, "");
   th_assert_json(json_object_get(resp, "cursor"), "[6]");
   assert_false(json_is_true(json_object_get(resp, "more")));
   json_decref(resp);
   /* Caught up with everything skipped: nothing, still at the head. */
-  assert_int_equal(pull_own(e, b.hex, "[6]", NULL, 0, "5", &resp), 200);
+  assert_int_equal(th_pull_as(e, b.hex, "[6]", NULL, 0, "5", &resp), 200);
   expect_ids(resp, "");
   th_assert_json(json_object_get(resp, "cursor"), "[6]");
   json_decref(resp);
@@ -417,7 +393,7 @@ static void test_skip_weight_paging(void **state) {
   cur = strdup("[]");
   res = NULL;
   for (int page = 0; page < 3; page++) {
-    assert_int_equal(pull_own(e, a.hex, cur, res, 1, "20", &resp), 200);
+    assert_int_equal(th_pull_as(e, a.hex, cur, res, 1, "20", &resp), 200);
     expect_ids(resp, want_ids[page]);
     assert_int_equal(json_is_true(json_object_get(resp, "more")), page < 2);
     free(cur);
@@ -434,7 +410,7 @@ static void test_skip_weight_paging(void **state) {
   free(cur);
   free(res);
   /* With limit 3 a page holds 3 changes or 24 skips: one page. */
-  assert_int_equal(pull_own(e, a.hex, "[]", NULL, 3, "20", &resp), 200);
+  assert_int_equal(th_pull_as(e, a.hex, "[]", NULL, 3, "20", &resp), 200);
   expect_ids(resp, "z@21");
   assert_false(json_is_true(json_object_get(resp, "more")));
   json_decref(resp);
@@ -452,7 +428,7 @@ static void test_own_invalid(void **state) {
   o = push1(e, &a, "c", "x", 0, "[{\"kind\":\"set\",\"field\":\"f\","
                                 "\"value\":1}]");
   json_decref(o);
-  assert_int_equal(pull_own(e, a.hex, "[]", NULL, 0, NULL, &resp), 200);
+  assert_int_equal(th_pull_as(e, a.hex, "[]", NULL, 0, NULL, &resp), 200);
   char *before = tt_canon(resp);
   json_decref(resp);
   tt_server_stats s0, s1;
@@ -461,7 +437,7 @@ static void test_own_invalid(void **state) {
                               "[1]", "{}", "\"1\"", "-9223372036854775808"};
   const size_t nbad = sizeof bad / sizeof *bad;
   for (size_t i = 0; i < nbad; i++) {
-    assert_int_equal(pull_own(e, a.hex, "[]", NULL, 0, bad[i], &resp), 400);
+    assert_int_equal(th_pull_as(e, a.hex, "[]", NULL, 0, bad[i], &resp), 400);
     assert_string_equal(th_str(resp, "error"), "invalid");
     assert_non_null(strstr(th_str(resp, "message"), "own"));
     assert_null(json_object_get(resp, "changes"));
@@ -471,7 +447,7 @@ static void test_own_invalid(void **state) {
   assert_int_equal(s1.bad_requests - s0.bad_requests, nbad);
   assert_int_equal(s1.commits, s0.commits);
   /* Nothing changed: the same answer as before. */
-  assert_int_equal(pull_own(e, a.hex, "[]", NULL, 0, NULL, &resp), 200);
+  assert_int_equal(th_pull_as(e, a.hex, "[]", NULL, 0, NULL, &resp), 200);
   char *after = tt_canon(resp);
   assert_string_equal(before, after);
   free(before);
