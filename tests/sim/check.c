@@ -295,9 +295,10 @@ static void check_fields(sim_world *w) {
     snprintf(prefix, sizeof prefix, "%s/%s/", a->coll, a->id);
     /* the document's version before this intent: an intent whose commit
      * does not pass it changed nothing (its commit is the current one) */
-    snprintf(key, sizeof key, "%s#version", prefix);
-    field_state *dv = field_get(&g, key);
-    int changed = a->commit > dv->commit;
+    char vkey[sizeof key];
+    snprintf(vkey, sizeof vkey, "%s#version", prefix);
+    /* Looked up again at the end: field_get may move the array. */
+    int changed = a->commit > field_get(&g, vkey)->commit;
 
     /* Different fields never conflict: a conflict or a policy decision
      * needs another replica's write to that field the intent had not seen. */
@@ -401,7 +402,7 @@ static void check_fields(sim_world *w) {
       }
     }
     if (changed)
-      dv->commit = a->commit;
+      field_get(&g, vkey)->commit = a->commit;
   }
   for (size_t i = 0; i < g.nf; i++)
     free(g.f[i].value);
