@@ -283,7 +283,7 @@ int tt_canon_buf(tt_buf *b, const json_t *v, size_t max) {
   return rc;
 }
 
-char *tt_canon(const json_t *v) {
+char *tt_canon_n(const json_t *v, size_t *len) {
   if (!v)
     return NULL;
   tt_buf b = {0};
@@ -291,8 +291,12 @@ char *tt_canon(const json_t *v) {
     tt_buf_free(&b);
     return NULL;
   }
+  if (len)
+    *len = b.len - 1;
   return (char *)b.data;
 }
+
+char *tt_canon(const json_t *v) { return tt_canon_n(v, NULL); }
 
 int tt_canon_len(const json_t *v, size_t max, size_t *out) {
   if (!v)
@@ -478,7 +482,7 @@ uint32_t tt_be32_get(const uint8_t in[4]) {
 int tt_buf_add(tt_buf *b, const void *p, size_t len) {
   if (len > SIZE_MAX - b->len) return TETHER_ENOMEM;
   if (b->len + len > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
+    size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + len) {
       if (cap > SIZE_MAX / 2) return TETHER_ENOMEM;
       cap *= 2;

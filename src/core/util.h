@@ -45,6 +45,8 @@ void tt_buf_free(tt_buf *b);
 /* Canonical JSON: keys sorted, compact, UTF-8, integers as integers.
  * Returns malloc'd NUL-terminated text (free with free()), NULL on ENOMEM. */
 char *tt_canon(const json_t *v);
+/* The same, with its length (without the NUL) in *LEN (may be NULL). */
+char *tt_canon_n(const json_t *v, size_t *len);
 /* Length of tt_canon(V) without building it: 0 with *out set, or
  * TETHER_ETOOBIG as soon as it exceeds MAX (counting stops there). */
 int tt_canon_len(const json_t *v, size_t max, size_t *out);

@@ -223,12 +223,5 @@ int tt_codec_parse(const char *text, size_t len, json_t **out, char *errbuf,
 }
 
 char *tt_codec_dump(const json_t *v, size_t *len) {
-  tt_buf b = {0};
-  if (!v || tt_canon_buf(&b, v, 0) || tt_buf_add(&b, "", 1)) {
-    tt_buf_free(&b);
-    return NULL;
-  }
-  if (len)
-    *len = b.len - 1;
-  return (char *)b.data;
+  return tt_canon_n(v, len);
 }

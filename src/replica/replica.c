@@ -35,17 +35,6 @@ int tt_r_chain_store(tt_txn *t, const tt_rchain *c) {
   return tt_put(t, TT_TABLE_META, META_KEY("chain"), (tt_bytes){b, sizeof b});
 }
 
-int tt_r_own_load(tt_txn *t, uint64_t *own) {
-  tt_bytes v;
-  *own = 0;
-  int rc = tt_get(t, TT_TABLE_META, META_KEY("own"), &v);
-  if (rc == TETHER_ENOTFOUND) return 0;
-  if (rc) return rc;
-  if (v.len != 8) return TETHER_ECORRUPT;
-  *own = tt_be64_get(v.data);
-  return 0;
-}
-
 static int first_ackidx_cb(void *ctx, tt_bytes k, tt_bytes v) {
   (void)v;
   *(int *)ctx = k.len == TT_R_ACKIDX_LEN;
@@ -64,6 +53,11 @@ static int be64_meta_load(tt_txn *t, tt_bytes key, uint64_t *out,
   *out = tt_be64_get(v.data);
   *found = 1;
   return 0;
+}
+
+int tt_r_own_load(tt_txn *t, uint64_t *own) {
+  int found;
+  return be64_meta_load(t, META_KEY("own"), own, &found);
 }
 
 static int be64_meta_store(tt_txn *t, tt_bytes key, uint64_t val) {
@@ -188,13 +182,7 @@ int tt_r_value_size_ok(const json_t *v) {
 }
 
 char *tt_r_dump(const json_t *v, size_t *len) {
-  tt_buf b = {0};
-  if (!v || tt_canon_buf(&b, v, 0) || tt_buf_add(&b, "", 1)) {
-    tt_buf_free(&b);
-    return NULL;
-  }
-  if (len) *len = b.len - 1;
-  return (char *)b.data;
+  return tt_canon_n(v, len);
 }
 
 int tt_r_http_error(tt_replica *r, const char *what, int status,

@@ -79,9 +79,8 @@ int tt_replica_push_body(tt_replica *r, size_t max_intents, uint64_t from,
     rc = TETHER_ENOTFOUND;
     goto out;
   }
-  char head[128];
-  int hn = snprintf(head, sizeof head, "{\"intents\":[");
-  if ((rc = tt_buf_add(&body, head, (size_t)hn) ? TETHER_ENOMEM : 0)) goto out;
+  static const char start[] = "{\"intents\":[";
+  if ((rc = tt_buf_add(&body, start, sizeof start - 1))) goto out;
   uint64_t lo = c.expect;
   uint8_t sk[8];
   tt_r_seqkey(sk, c.expect);
@@ -97,7 +96,8 @@ int tt_replica_push_body(tt_replica *r, size_t max_intents, uint64_t from,
   /* "seen": the outcomes this replica has durably recorded (all seqs up
    * to it), so that the server keeps the others even when this push
    * starts past them (sent ahead of the previous push's outcomes). */
-  hn = snprintf(head, sizeof head,
+  char head[128];
+  int hn = snprintf(head, sizeof head,
                 "],\"replica\":\"%s\",\"seen\":%llu,\"v\":%d}", r->id_hex,
                 (unsigned long long)ch.acked, TETHER_PROTOCOL_VERSION);
   if (tt_buf_add(&body, head, (size_t)hn) || tt_buf_add(&body, "", 1)) {

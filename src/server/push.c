@@ -1054,15 +1054,9 @@ outcome:
         goto out;
     }
     tt_srv_change_key(ck, p, b->seq);
-    char cv[TT_SRV_CHANGE_MAX];
-    size_t cvl = dkl;
-    memcpy(cv, dk, dkl);
-    if (o.clean) {
-      cv[cvl++] = 0;
-      memcpy(cv + cvl, in->client, TT_ID_LEN);
-      tt_be64_put((uint8_t *)cv + cvl + TT_ID_LEN, in->seq);
-      cvl += TT_ID_LEN + 8;
-    }
+    uint8_t cv[TT_SRV_CHANGE_MAX];
+    size_t cvl = tt_srv_change_encode(cv, dk, dkl, o.clean ? in->client : NULL,
+                                      in->seq);
     rc = put(b, TT_TABLE_CHANGES, ck, sizeof ck, cv, cvl);
     if (rc)
       goto out;

@@ -121,19 +121,10 @@ int tt_srv_dedupe_decode(tt_bytes b, uint64_t *seq) {
 }
 
 int tt_srv_json_encode(const json_t *v, char **buf, size_t *len) {
-  tt_buf b = {0};
   if (!json_is_object(v) && !json_is_array(v))
     return TETHER_EINVAL;
-  int rc = tt_canon_buf(&b, v, 0);
-  if (rc == 0 && tt_buf_add(&b, "", 1))
-    rc = TETHER_ENOMEM;
-  if (rc) {
-    tt_buf_free(&b);
-    return rc == TETHER_EINVAL ? TETHER_EINVAL : TETHER_ENOMEM;
-  }
-  *buf = (char *)b.data;
-  *len = b.len - 1;
-  return 0;
+  *buf = tt_canon_n(v, len);
+  return *buf ? 0 : TETHER_ENOMEM;
 }
 
 int tt_srv_json_decode(tt_bytes b, json_t **out) {
@@ -315,6 +306,17 @@ json_t *tt_srv_conflict_json(const tt_conflict *c) {
     return NULL;
   }
   return j;
+}
+
+size_t tt_srv_change_encode(uint8_t out[TT_SRV_CHANGE_MAX], const char *dk,
+                            size_t dkl, const uint8_t *replica, uint64_t seq) {
+  memcpy(out, dk, dkl);
+  if (!replica)
+    return dkl;
+  out[dkl] = 0;
+  memcpy(out + dkl + 1, replica, TT_ID_LEN);
+  tt_be64_put(out + dkl + 1 + TT_ID_LEN, seq);
+  return dkl + TT_SRV_CHANGE_TAG_LEN;
 }
 
 int tt_srv_change_decode(tt_bytes val, size_t *klen, int *tagged,

@@ -81,6 +81,10 @@ size_t tt_srv_doc_key(char *buf, const char *coll, const char *id);
  * change itself. */
 #define TT_SRV_CHANGE_TAG_LEN (1 + TT_ID_LEN + 8)
 #define TT_SRV_CHANGE_MAX (TT_SRV_DOCKEY_MAX + TT_SRV_CHANGE_TAG_LEN)
+/* Writes the value for document key DK (DKL bytes) into OUT, tagged with
+ * REPLICA and SEQ unless REPLICA is NULL; returns its length. */
+size_t tt_srv_change_encode(uint8_t out[TT_SRV_CHANGE_MAX], const char *dk,
+                            size_t dkl, const uint8_t *replica, uint64_t seq);
 /* Splits VAL into the document key (*KLEN bytes at its start) and, when
  * tagged, *TAGGED = 1 with the tag's replica id and seq. ECORRUPT on a
  * malformed value. */
@@ -142,9 +146,10 @@ typedef struct {
    * replica restored from a backup). NULL = not kept (records written
    * before it was; never in the wire form). */
   const uint8_t *hash;
-  /* Wire form only ("clean": true, PROTOCOL.md): applied to exactly the
-   * version the intent was written against, so the replica can compute
-   * the result itself and its pulls need not send it back. */
+  /* "clean": true on the wire (PROTOCOL.md), a bit of the kind byte in
+   * the record: applied to exactly the version the intent was written
+   * against, so the replica can compute the result itself and its pulls
+   * need not send it back. */
   int clean;
 } tt_srv_outcome;
 
