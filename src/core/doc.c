@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/doc.h"
+#include "core/json.h"
 
 #define DOC_MAGIC0 'T'
 #define DOC_MAGIC1 'D'
@@ -346,16 +347,15 @@ int tt_doc_decode(const void *buf, size_t len, tt_doc *out) {
     if (has) {
       uint32_t vlen;
       const uint8_t *vb;
-      json_error_t jerr;
       if (out->deleted || rb_u32(&r, &vlen) || vlen == 0 ||
           rb_take(&r, vlen, &vb))
         goto out;
-      f->value = json_loadb((const char *)vb, vlen,
-                            JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-      if (!f->value) {
-        rc = json_error_code(&jerr) == json_error_out_of_memory
-                 ? TETHER_ENOMEM
-                 : TETHER_ECORRUPT;
+      int prc = tt_json_parse((const char *)vb, vlen,
+                              TT_JSON_ANY | TT_JSON_ALLOW_NUL, &f->value,
+                              NULL);
+      if (prc) {
+        if (prc == TETHER_ENOMEM)
+          rc = prc;
         goto out;
       }
     }

@@ -9,6 +9,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "core/json.h"
 #include "core/util.h"
 
 /* Compares the token [s, s+n) to NAME ignoring case and blanks around. */
@@ -201,17 +202,18 @@ int tt_codec_decode(tt_encoding enc, const void *in, size_t len, size_t max,
 
 int tt_codec_parse(const char *text, size_t len, json_t **out, char *errbuf,
                    size_t errlen) {
-  json_error_t err;
+  tt_json_error err;
   *out = NULL;
   if (len == 0) {
     tt_errf(errbuf, errlen, "empty body, expected a JSON object");
     return TETHER_EJSON;
   }
-  json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
-  if (v == NULL) {
+  json_t *v;
+  int rc = tt_json_parse(text, len, TT_JSON_REJECT_DUPLICATES, &v, &err);
+  if (rc) {
     tt_errf(errbuf, errlen, "%s at line %d column %d", err.text, err.line,
             err.column);
-    return TETHER_EJSON;
+    return rc;
   }
   if (!json_is_object(v)) {
     json_decref(v);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "replica/internal.h"
 
 #define META_KEY(s) ((tt_bytes){(s), sizeof(s) - 1})
@@ -140,7 +141,7 @@ int tt_r_cursor_load(tt_txn *t, uint64_t **cur, size_t *n) {
   int rc = tt_get(t, TT_TABLE_META, META_KEY("cursor"), &v);
   if (rc == TETHER_ENOTFOUND) return TETHER_ECORRUPT;
   if (rc) return rc;
-  json_t *a = json_loadb(v.data, v.len, 0, NULL);
+  json_t *a = tt_json_load(v.data, v.len, 0);
   if (!a) return TETHER_ECORRUPT;
   rc = tt_r_cursor_parse(a, cur, n, TETHER_ECORRUPT);
   json_decref(a);
@@ -217,7 +218,7 @@ int tt_r_doc_decode(tt_bytes val, tt_rdoc *out) {
   out->deleted = p[0] & 1;
   out->version = tt_be64_get(p + 1);
   if (out->deleted) return val.len == 9 ? 0 : TETHER_ECORRUPT;
-  json_t *o = json_loadb((const char *)p + 9, val.len - 9, 0, NULL);
+  json_t *o = tt_json_load((const char *)p + 9, val.len - 9, 0);
   if (!json_is_object(o)) {
     json_decref(o);
     memset(out, 0, sizeof *out);
@@ -273,7 +274,7 @@ int tt_r_overlay_decode(tt_bytes val, json_t **obj) {
   const uint8_t *p = val.data;
   if (val.len < 1 || p[0] > 1) return TETHER_ECORRUPT;
   if (p[0] == 1) return val.len == 1 ? 0 : TETHER_ECORRUPT;
-  json_t *o = json_loadb((const char *)p + 1, val.len - 1, 0, NULL);
+  json_t *o = tt_json_load((const char *)p + 1, val.len - 1, 0);
   if (!json_is_object(o)) {
     json_decref(o);
     return TETHER_ECORRUPT;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/merge.h"
 #include "replica/internal.h"
 
@@ -217,8 +218,8 @@ static int walk_cb(void *ctx, tt_bytes k, tt_bytes v) {
     w->err = TETHER_ECORRUPT;
     return 2;
   }
-  json_t *o = json_loadb((const char *)v.data + w->json_off,
-                         v.len - (size_t)w->json_off, 0, NULL);
+  json_t *o = tt_json_load((const char *)v.data + w->json_off,
+                         v.len - (size_t)w->json_off, 0);
   if (!json_is_object(o)) {
     json_decref(o);
     w->err = TETHER_ECORRUPT;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/merge.h"
 #include "replica/internal.h"
 
@@ -122,7 +123,7 @@ int tt_replica_push_request(tt_replica *r, size_t max_intents, json_t **req) {
   tt_push_body b;
   int rc = tt_replica_push_body(r, max_intents, 0, &b);
   if (rc) return rc;
-  json_t *o = json_loadb(b.text, b.len, 0, NULL);
+  json_t *o = tt_json_load(b.text, b.len, 0);
   tt_push_body_clear(&b);
   if (!json_is_object(o)) {
     json_decref(o);
@@ -203,7 +204,7 @@ static int confirm_clean(tt_txn *t, const char *json, size_t json_len,
   tt_rdoc d = {0};
   json_t *next = NULL;
   *done = 0;
-  json_t *ij = json_loadb(json, json_len, 0, NULL);
+  json_t *ij = tt_json_load(json, json_len, 0);
   int rc = ij ? tt_intent_from_json(ij, &in, NULL, 0) : TETHER_ECORRUPT;
   json_decref(ij);
   if (rc) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/merge.h"
 #include "replica/internal.h"
 
@@ -129,7 +130,7 @@ int tt_r_view_recompute(tt_txn *t, const uint8_t *key, size_t klen) {
     if (rc == TETHER_ENOTFOUND) rc = TETHER_ECORRUPT;
     if (rc) goto out;
     if ((rc = tt_r_obx_decode(v, &o))) goto out;
-    ij = json_loadb(o.json, o.json_len, 0, NULL);
+    ij = tt_json_load(o.json, o.json_len, 0);
     if (!ij || tt_intent_from_json(ij, &in, NULL, 0) != 0) {
       rc = TETHER_ECORRUPT;
       goto out;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/merge.h"
 #include "replica/internal.h"
 
@@ -344,7 +345,7 @@ typedef struct {
 
 static int conflict_match_cb(void *vctx, tt_bytes k, tt_bytes v) {
   resolve_ctx *c = vctx;
-  json_t *j = json_loadb(v.data, v.len, 0, NULL);
+  json_t *j = tt_json_load(v.data, v.len, 0);
   if (!json_is_object(j)) {
     json_decref(j);
     c->err = TETHER_ECORRUPT;

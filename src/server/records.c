@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "server/server_int.h"
 
 /* Outcome record, all integers big-endian:
@@ -128,7 +129,7 @@ int tt_srv_json_encode(const json_t *v, char **buf, size_t *len) {
 }
 
 int tt_srv_json_decode(tt_bytes b, json_t **out) {
-  json_t *j = json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL);
+  json_t *j = tt_json_load(b.data, b.len, TT_JSON_ANY);
   if (!j || !json_is_object(j)) {
     json_decref(j);
     *out = NULL;

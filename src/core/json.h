@@ -1,0 +1,50 @@
+/* json.h — the JSON text parser every hot path uses: strict RFC 8259 text
+ * into jansson values.
+ *
+ * Why not json_loadb: jansson's reader pulls the text through a per-byte
+ * stream with a growable buffer per token, about 9 us for a 500-byte
+ * intent on the benchmark machine, while building the same tree costs
+ * under 2 us; push bodies, stored intents, stored documents and pull
+ * answers are all parsed on the sync path. This parser builds the same
+ * values through jansson's constructors and accepts exactly what
+ * json_loadb accepts with the matching flags (fuzz/fuzz_json.c checks
+ * both on every input): UTF-8 only, no "\u0000" and no lone surrogate,
+ * integers that fit json_int_t (others are refused, as jansson refuses
+ * them), reals that do not overflow, at most TT_JSON_MAX_DEPTH nested
+ * arrays/objects, a later duplicate key replacing the earlier one unless
+ * TT_JSON_REJECT_DUPLICATES. Numbers are read in the C locale whatever
+ * the process's locale is. */
+#ifndef TT_CORE_JSON_H
+#define TT_CORE_JSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+enum {
+  TT_JSON_ANY = 1,               /* any value at top level, not only {} / [] */
+  TT_JSON_REJECT_DUPLICATES = 2, /* a repeated object key is an error */
+  TT_JSON_ALLOW_NUL = 4          /* "\u0000" allowed in string values */
+};
+
+/* jansson's JSON_PARSER_MAX_DEPTH. */
+#define TT_JSON_MAX_DEPTH 2048
+
+typedef struct {
+  size_t position; /* byte offset of the error */
+  int line;        /* 1-based */
+  int column;      /* 1-based, in bytes */
+  char text[120];  /* what is wrong, e.g. "control character 0x0a in string" */
+} tt_json_error;
+
+/* Parses LEN bytes of TEXT (need not be NUL-terminated) into *OUT (a new
+ * reference, caller json_decref()s it). Returns 0, TETHER_EJSON (the text
+ * is not accepted; ERR, if not NULL, says where and why) or TETHER_ENOMEM;
+ * on failure *OUT is NULL. */
+int tt_json_parse(const char *text, size_t len, unsigned flags, json_t **out,
+                  tt_json_error *err);
+
+/* tt_json_parse without the reason: the value, or NULL whatever went wrong
+ * (for stored records, where any failure reads as corrupt). */
+json_t *tt_json_load(const char *text, size_t len, unsigned flags);
+
+#endif
