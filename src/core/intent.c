@@ -449,22 +449,109 @@ fail:
 
 /* ---- hash ---------------------------------------------------------------*/
 
-static int hash_cb(const char *buf, size_t size, void *data) {
-  return crypto_generichash_update(data, (const unsigned char *)buf, size);
+/* The canonical text of the intent without "hash", written field by field
+ * in sorted key order (the same bytes as tt_canon(tt_intent_to_json(in,
+ * 0)); core_intent checks both on every op kind) without building a tree.
+ * Top-level keys sort as base, client, coll, hlc, id, label, ops, prev,
+ * schema, seq; op keys as base_value, conflict, field, kind, unset, value. */
+static int canon_key(tt_buf *b, const char *key, int first) {
+  return tt_buf_add(b, first ? "\"" : ",\"", first ? 1 : 2) ||
+                 tt_buf_add(b, key, strlen(key)) || tt_buf_add(b, "\":", 2)
+             ? TETHER_ENOMEM
+             : 0;
+}
+
+static int canon_int(tt_buf *b, const char *key, long long v) {
+  char num[24];
+  int n = snprintf(num, sizeof num, "%lld", v);
+  return canon_key(b, key, 0) || tt_buf_add(b, num, (size_t)n)
+             ? TETHER_ENOMEM
+             : 0;
+}
+
+static int canon_str(tt_buf *b, const char *key, const char *v, int first) {
+  int rc = canon_key(b, key, first);
+  return rc ? rc : tt_canon_str_buf(b, v, strlen(v));
+}
+
+static int canon_hex(tt_buf *b, const char *key, const uint8_t *bytes,
+                     size_t n) {
+  char hex[2 * TT_HASH_LEN + 1];
+  tt_hex_encode(bytes, n, hex);
+  return canon_key(b, key, 0) || tt_buf_add(b, "\"", 1) ||
+                 tt_buf_add(b, hex, 2 * n) || tt_buf_add(b, "\"", 1)
+             ? TETHER_ENOMEM
+             : 0;
+}
+
+static int canon_json(tt_buf *b, const char *key, const json_t *v, int first) {
+  int rc = canon_key(b, key, first);
+  return rc ? rc : tt_canon_buf(b, v, 0);
+}
+
+static int canon_op(tt_buf *b, const tt_op *op) {
+  int rc = 0, first = 1;
+  int unset = op->kind == TT_OP_RESOLVE && op->resolve_unset;
+  if (tt_buf_add(b, "{", 1)) return TETHER_ENOMEM;
+  if (op->base_value) {
+    if ((rc = canon_json(b, "base_value", op->base_value, first))) return rc;
+    first = 0;
+  }
+  if (op->kind == TT_OP_RESOLVE && op->conflict) {
+    if ((rc = canon_str(b, "conflict", op->conflict, first))) return rc;
+    first = 0;
+  }
+  if (kind_has_field(op->kind) && op->field) {
+    if ((rc = canon_str(b, "field", op->field, first))) return rc;
+    first = 0;
+  }
+  if ((rc = canon_str(b, "kind", tt_op_kind_name(op->kind), first))) return rc;
+  if (unset) {
+    if (canon_key(b, "unset", 0) || tt_buf_add(b, "true", 4) ||
+        canon_key(b, "value", 0) || tt_buf_add(b, "null", 4))
+      return TETHER_ENOMEM;
+  } else if (kind_has_value(op->kind) && op->value &&
+             (rc = canon_json(b, "value", op->value, 0))) {
+    return rc;
+  }
+  return tt_buf_add(b, "}", 1) ? TETHER_ENOMEM : 0;
+}
+
+static int canon_intent(tt_buf *b, const tt_intent *in) {
+  int rc;
+  if ((rc = canon_key(b, "base", 1)))
+    return rc;
+  {
+    char num[24];
+    int n = snprintf(num, sizeof num, "%lld", (long long)in->base);
+    if (tt_buf_add(b, num, (size_t)n)) return TETHER_ENOMEM;
+  }
+  if ((rc = canon_hex(b, "client", in->client, TT_ID_LEN)) ||
+      (rc = canon_str(b, "coll", in->coll ? in->coll : "", 0)) ||
+      (rc = canon_int(b, "hlc", (long long)in->hlc)) ||
+      (rc = canon_str(b, "id", in->id ? in->id : "", 0)) ||
+      (in->label && (rc = canon_str(b, "label", in->label, 0))) ||
+      (rc = canon_key(b, "ops", 0)))
+    return rc;
+  if (tt_buf_add(b, "[", 1)) return TETHER_ENOMEM;
+  for (size_t i = 0; i < in->nops; i++) {
+    if (i && tt_buf_add(b, ",", 1)) return TETHER_ENOMEM;
+    if ((rc = canon_op(b, &in->ops[i]))) return rc;
+  }
+  if (tt_buf_add(b, "]", 1)) return TETHER_ENOMEM;
+  if ((rc = canon_hex(b, "prev", in->prev, TT_HASH_LEN)) ||
+      (rc = canon_int(b, "schema", (long long)in->schema)) ||
+      (rc = canon_int(b, "seq", (long long)in->seq)))
+    return rc;
+  return tt_buf_add(b, "}", 1) ? TETHER_ENOMEM : 0;
 }
 
 int tt_intent_compute_hash(const tt_intent *in, uint8_t out[TT_HASH_LEN]) {
-  int rc = 0;
-  crypto_generichash_state st;
-  json_t *j = tt_intent_to_json(in, 0);
-  if (!j)
-    return TETHER_ENOMEM;
-  /* Streamed: the canonical text is never held in memory as a whole. */
-  if (crypto_generichash_init(&st, NULL, 0, TT_HASH_LEN) != 0 ||
-      tt_canon_dump(j, hash_cb, &st) != 0 ||
-      crypto_generichash_final(&st, out, TT_HASH_LEN) != 0)
+  tt_buf b = {0};
+  int rc = tt_buf_add(&b, "{", 1) ? TETHER_ENOMEM : canon_intent(&b, in);
+  if (!rc && crypto_generichash(out, TT_HASH_LEN, b.data, b.len, NULL, 0))
     rc = TETHER_ENOMEM;
-  json_decref(j);
+  tt_buf_free(&b);
   return rc;
 }
 

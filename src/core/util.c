@@ -283,6 +283,17 @@ int tt_canon_buf(tt_buf *b, const json_t *v, size_t max) {
   return rc;
 }
 
+int tt_canon_str_buf(tt_buf *b, const char *str, size_t len) {
+  if (!b || (!str && len)) return TETHER_EINVAL;
+  if (!tt_utf8_valid(str, len)) return TETHER_EINVAL;
+  canon_sink s;
+  sink_init(&s, b, NULL, NULL, SIZE_MAX);
+  size_t keep = b->len;
+  int rc = canon_string(&s, str, len);
+  if (rc) b->len = keep;
+  return rc;
+}
+
 char *tt_canon_n(const json_t *v, size_t *len) {
   if (!v)
     return NULL;

@@ -57,6 +57,10 @@ int tt_canon_dump(const json_t *v, json_dump_callback_t cb, void *ctx);
  * pass MAX bytes (0 = no bound); TETHER_EINVAL for a string that is not
  * UTF-8 (json_stringn_nocheck); TETHER_ENOMEM. On error B is as before. */
 int tt_canon_buf(tt_buf *b, const json_t *v, size_t max);
+/* Appends the canonical form of the JSON string of LEN bytes at S (quotes
+ * and escapes). 0, TETHER_EINVAL when S is not UTF-8, or TETHER_ENOMEM;
+ * on error B is as before. */
+int tt_canon_str_buf(tt_buf *b, const char *s, size_t len);
 /* 1 if A and B are the same JSON value (NULL equals only NULL). */
 int tt_canon_equal(const json_t *a, const json_t *b);
 

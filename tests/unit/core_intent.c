@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "core/intent.h"
 
 #define CLIENT "0123456789abcdef0123456789abcdef"
@@ -143,6 +145,42 @@ static void test_hash_known_answer(void **state) {
   assert_int_equal(tt_intent_compute_hash(&in, h2), 0);
   assert_memory_equal(h, h2, TT_HASH_LEN);
   tt_intent_clear(&in);
+}
+
+/* The hash is written field by field without a tree; it must stay the
+ * BLAKE2b of the canonical text of the wire form without "hash". */
+static void test_hash_is_canon_of_wire_form(void **state) {
+  (void)state;
+  static const char *const variants[] = {
+      NULL, /* FIXED itself */
+      "{\"client\":\"" CLIENT "\",\"seq\":1,\"prev\":\"" ZERO64 "\","
+      "\"hash\":\"" ZERO64 "\",\"hlc\":0,\"schema\":0,\"coll\":\"c\","
+      "\"id\":\"a\\\"b\\\\c\\u0001\\n/\xe2\x82\xac\",\"base\":0,"
+      "\"ops\":[{\"kind\":\"delete\"}]}",
+      "{\"client\":\"" CLIENT "\",\"seq\":9007199254740993,\"prev\":\"" H64
+      "\",\"hash\":\"" ZERO64 "\",\"hlc\":18446744073709551,"
+      "\"schema\":4294967295,\"coll\":\"notes\",\"id\":\"x\","
+      "\"base\":12345678901,\"label\":\"\\t\\u001f\","
+      "\"ops\":[{\"kind\":\"set\",\"field\":\"f\",\"value\":[1.5,-0.0,"
+      "{\"z\":1,\"a\":{}}]},{\"kind\":\"add\",\"field\":\"t\","
+      "\"value\":\"x\",\"base_value\":[\"y\"]}]}",
+  };
+  for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+    tt_intent in;
+    uint8_t h[TT_HASH_LEN], want[TT_HASH_LEN];
+    parse_ok(variants[i] ? variants[i] : FIXED, &in);
+    json_t *j = tt_intent_to_json(&in, 0);
+    size_t len;
+    char *text = tt_canon_n(j, &len);
+    assert_non_null(text);
+    crypto_generichash(want, TT_HASH_LEN, (const unsigned char *)text, len,
+                       NULL, 0);
+    assert_int_equal(tt_intent_compute_hash(&in, h), 0);
+    assert_memory_equal(h, want, TT_HASH_LEN);
+    free(text);
+    json_decref(j);
+    tt_intent_clear(&in);
+  }
 }
 
 /* Every field of the intent takes part in the hash. */
@@ -522,6 +560,7 @@ int main(void) {
       cmocka_unit_test(test_kind_names),
       cmocka_unit_test(test_roundtrip),
       cmocka_unit_test(test_hash_known_answer),
+      cmocka_unit_test(test_hash_is_canon_of_wire_form),
       cmocka_unit_test(test_hash_covers_every_field),
       cmocka_unit_test(test_hash_stable),
       cmocka_unit_test(test_malformed),
