@@ -561,11 +561,16 @@ static int parse_listen(const char *s, char *hostbuf, size_t hostlen,
  * chunk, and the next request faults the pages back in: a quarter of the
  * server's CPU on W3 (BENCHMARKS.md). Keeping up to 256 MiB of freed heap,
  * and serving chunks up to 32 MiB from it, costs that much address space
- * at most and only after a peak that needed it. */
+ * at most and only after a peak that needed it. Fast bins off: freeing a
+ * request's tree coalesces into chunks over 64 KiB, and each such free
+ * makes glibc consolidate every fast bin again (malloc_consolidate was 6%
+ * of the server's CPU on W1); the per-thread cache still serves the small
+ * sizes. */
 static void tune_malloc_for_serving(void) {
 #ifdef __GLIBC__
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_MXFAST, 0);
 #endif
 }
 
