@@ -24,6 +24,13 @@ typedef struct {
   tt_json_error *err;
   char *buf; /* scratch: decoded strings with escapes, real number text */
   size_t len, cap;
+  /* tt_json_parse_streamed: the top-level member whose array elements go
+   * to EACH; a non-zero return of EACH is kept in each_rc. */
+  const char *stream_key;
+  size_t stream_klen;
+  tt_json_each_fn each;
+  void *each_ctx;
+  int each_rc;
 } parser;
 
 /* Records the first error at AT; returns -1 so callers can `return fail()`. */
@@ -351,6 +358,7 @@ static int number(parser *s, json_t **out) {
 }
 
 static int value(parser *s, json_t **out);
+static int array(parser *s, json_t **out, int stream);
 
 static int literal(parser *s, const char *word, size_t n, json_t *v,
                    json_t **out) {
@@ -405,8 +413,20 @@ static int object(parser *s, json_t **out) {
     }
     s->p++;
     skip_space(s);
-    if (value(s, &v))
+    if (s->each && s->depth == 1 && klen == s->stream_klen &&
+        s->p < s->end && *s->p == '[' &&
+        memcmp(key, s->stream_key, klen) == 0) {
+      if (++s->depth > TT_JSON_MAX_DEPTH) {
+        fail(s, s->p, "maximum nesting depth %d reached", TT_JSON_MAX_DEPTH);
+        goto bad;
+      }
+      int rc = array(s, &v, 1);
+      s->depth--;
+      if (rc)
+        goto bad;
+    } else if (value(s, &v)) {
       goto bad;
+    }
     if (json_object_setn_new_nocheck(o, key, klen, v)) {
       v = NULL; /* released by jansson */
       out_of_memory(s);
@@ -436,7 +456,8 @@ bad:
   return -1;
 }
 
-static int array(parser *s, json_t **out) {
+/* When STREAM, elements go to s->each and A stays empty. */
+static int array(parser *s, json_t **out, int stream) {
   json_t *a = json_array(), *v;
   if (!a)
     return out_of_memory(s);
@@ -450,7 +471,14 @@ static int array(parser *s, json_t **out) {
   for (;;) {
     if (value(s, &v))
       goto bad;
-    if (json_array_append_new(a, v)) {
+    if (stream) {
+      int rc = s->each(s->each_ctx, v);
+      if (rc) {
+        s->each_rc = rc;
+        fail(s, s->p, "stopped by the reader of the array");
+        goto bad;
+      }
+    } else if (json_array_append_new(a, v)) {
       out_of_memory(s);
       goto bad;
     }
@@ -484,7 +512,7 @@ static int value(parser *s, json_t **out) {
     if (++s->depth > TT_JSON_MAX_DEPTH)
       return fail(s, s->p, "maximum nesting depth %d reached",
                   TT_JSON_MAX_DEPTH);
-    int rc = *s->p == '{' ? object(s, out) : array(s, out);
+    int rc = *s->p == '{' ? object(s, out) : array(s, out, 0);
     s->depth--;
     return rc;
   }
@@ -513,6 +541,33 @@ static int value(parser *s, json_t **out) {
   }
 }
 
+static int run(parser *s, json_t **out) {
+  json_t *v = NULL;
+  int rc = 0;
+  *out = NULL;
+  if (s->err)
+    memset(s->err, 0, sizeof *s->err);
+  skip_space(s);
+  if (!(s->flags & TT_JSON_ANY) &&
+      (s->p >= s->end || (*s->p != '{' && *s->p != '['))) {
+    fail(s, s->p, "'[' or '{' expected");
+    rc = TETHER_EJSON;
+  } else if (value(s, &v)) {
+    rc = s->each_rc ? s->each_rc : s->nomem ? TETHER_ENOMEM : TETHER_EJSON;
+  } else {
+    skip_space(s);
+    if (s->p != s->end) {
+      fail(s, s->p, "end of input expected");
+      json_decref(v);
+      v = NULL;
+      rc = TETHER_EJSON;
+    }
+  }
+  free(s->buf);
+  *out = v;
+  return rc;
+}
+
 int tt_json_parse(const char *text, size_t len, unsigned flags, json_t **out,
                   tt_json_error *err) {
   parser s = {.start = (const unsigned char *)text,
@@ -520,32 +575,30 @@ int tt_json_parse(const char *text, size_t len, unsigned flags, json_t **out,
               .end = (const unsigned char *)text + len,
               .flags = flags,
               .err = err};
-  json_t *v = NULL;
-  int rc = 0;
-  *out = NULL;
-  if (err)
-    memset(err, 0, sizeof *err);
-  if (!text && len)
+  if (!text && len) {
+    *out = NULL;
     return TETHER_EINVAL;
-  skip_space(&s);
-  if (!(flags & TT_JSON_ANY) &&
-      (s.p >= s.end || (*s.p != '{' && *s.p != '['))) {
-    fail(&s, s.p, "'[' or '{' expected");
-    rc = TETHER_EJSON;
-  } else if (value(&s, &v)) {
-    rc = s.nomem ? TETHER_ENOMEM : TETHER_EJSON;
-  } else {
-    skip_space(&s);
-    if (s.p != s.end) {
-      fail(&s, s.p, "end of input expected");
-      json_decref(v);
-      v = NULL;
-      rc = TETHER_EJSON;
-    }
   }
-  free(s.buf);
-  *out = v;
-  return rc;
+  return run(&s, out);
+}
+
+int tt_json_parse_streamed(const char *text, size_t len, unsigned flags,
+                           const char *key, tt_json_each_fn each, void *ctx,
+                           json_t **out, tt_json_error *err) {
+  parser s = {.start = (const unsigned char *)text,
+              .p = (const unsigned char *)text,
+              .end = (const unsigned char *)text + len,
+              .flags = flags & ~(unsigned)TT_JSON_ANY,
+              .err = err,
+              .stream_key = key,
+              .stream_klen = key ? strlen(key) : 0,
+              .each = key ? each : NULL,
+              .each_ctx = ctx};
+  if ((!text && len) || (key && !each)) {
+    *out = NULL;
+    return TETHER_EINVAL;
+  }
+  return run(&s, out);
 }
 
 json_t *tt_json_load(const char *text, size_t len, unsigned flags) {

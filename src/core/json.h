@@ -43,6 +43,21 @@ typedef struct {
 int tt_json_parse(const char *text, size_t len, unsigned flags, json_t **out,
                   tt_json_error *err);
 
+/* Receives one element of the streamed array (see tt_json_parse_streamed)
+ * and owns it. 0 goes on; any other value stops the parse, which returns
+ * it. */
+typedef int (*tt_json_each_fn)(void *ctx, json_t *elem);
+
+/* tt_json_parse for a top-level object whose member KEY is usually a long
+ * array: when that member is an array, its elements are not collected but
+ * handed to EACH one by one as they are read, and the member is left as
+ * an empty array in *OUT. Whoever reads a push body of thousands of
+ * intents then holds one intent's tree at a time. Elements already handed
+ * over stay handed over when the text turns out malformed later. */
+int tt_json_parse_streamed(const char *text, size_t len, unsigned flags,
+                           const char *key, tt_json_each_fn each, void *ctx,
+                           json_t **out, tt_json_error *err);
+
 /* tt_json_parse without the reason: the value, or NULL whatever went wrong
  * (for stored records, where any failure reads as corrupt). */
 json_t *tt_json_load(const char *text, size_t len, unsigned flags);

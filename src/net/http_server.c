@@ -304,10 +304,10 @@ static void *committer_main(void *arg) {
 
 static enum MHD_Result handle_push(tt_http_server *h,
                                    struct MHD_Connection *conn,
-                                   const json_t *req) {
+                                   tt_push_prep *prep) {
   push_waiter w;
   memset(&w, 0, sizeof w);
-  w.job.request = req;
+  w.job.prep = prep;
   pthread_mutex_lock(&h->mu);
   if (h->committer_stop) {
     pthread_mutex_unlock(&h->mu);
@@ -629,6 +629,20 @@ static enum MHD_Result handle_body(tt_http_server *h,
                       "out of memory decoding the request; retry later");
   }
 
+  if (rc->route == ROUTE_PUSH) {
+    /* Read and checked here, in this connection's thread, one intent at a
+     * time, while the committer runs the pushes queued before. */
+    tt_push_prep *prep = NULL;
+    rc2 = tt_server_push_prepare(plain, plen, &prep);
+    free(plain);
+    budget_give(h, rc, reserved);
+    if (rc2 != 0)
+      return send_error(h, conn, 503, "unavailable",
+                        "out of memory reading the request; retry later");
+    enum MHD_Result ret = handle_push(h, conn, prep);
+    tt_push_prep_free(prep);
+    return ret;
+  }
   json_t *req = NULL;
   rc2 = tt_codec_parse(plain, plen, &req, msg, sizeof msg);
   free(plain);
@@ -643,8 +657,7 @@ static enum MHD_Result handle_body(tt_http_server *h,
              TETHER_PROTOCOL_VERSION);
     return send_error(h, conn, 400, "version", msg);
   }
-  enum MHD_Result ret = rc->route == ROUTE_PUSH ? handle_push(h, conn, req)
-                                                : handle_pull(h, conn, req);
+  enum MHD_Result ret = handle_pull(h, conn, req);
   json_decref(req);
   return ret;
 }

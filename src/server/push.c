@@ -72,6 +72,7 @@
 #include <string.h>
 
 #include "core/hlc.h"
+#include "core/json.h"
 #include "core/plant.h"
 #include "server/server_int.h"
 
@@ -188,21 +189,22 @@ static int job_fail(tt_push_job *job, int status, json_t *body) {
 
 /* ---- step 1: the shape of each job, no store ---------------------------- */
 
-/* 0: JS holds a job fit to be checked against the store. 1: JOB was
- * answered with an error and nothing may change for it. <0: fatal. */
-static int check_shape(tt_push_job *job, jstate *js) {
-  const json_t *req = job->request, *v, *rep, *arr;
-  char err[200], hex[2 * TT_HASH_LEN + 1];
-  size_t n;
-  int rc;
-
+/* The envelope of a request: "v", "replica", "intents" (an array; N is
+ * the number of its elements, which the streamed reader did not keep) and
+ * "seen". 0, 1 (JOB answered with a 4xx) or TETHER_ENOMEM. */
+static int check_envelope(tt_push_job *job, jstate *js, const json_t *req,
+                          size_t n, uint64_t *seen) {
+  const json_t *v, *rep;
   if (!json_is_object(req))
     return job_fail(job, 400,
                     tt_srv_error("json", "body is not a JSON object"));
   v = json_object_get(req, "v");
-  if (!json_is_integer(v) || json_integer_value(v) != 1)
+  if (!json_is_integer(v) || json_integer_value(v) != TETHER_PROTOCOL_VERSION)
     return job_fail(job, 400,
-                    tt_srv_error("version", "protocol version 1 expected"));
+                    tt_srv_error("version",
+                                 "\"v\" must be %d, the protocol version "
+                                 "this server speaks",
+                                 TETHER_PROTOCOL_VERSION));
   rep = json_object_get(req, "replica");
   if (!json_is_string(rep) || json_string_length(rep) != 2 * TT_ID_LEN ||
       tt_hex_decode(json_string_value(rep), js->replica, TT_ID_LEN))
@@ -210,11 +212,9 @@ static int check_shape(tt_push_job *job, jstate *js) {
                     tt_srv_error("invalid", "replica: 32 hex characters "
                                             "expected"));
   tt_hex_encode(js->replica, TT_ID_LEN, js->rephex);
-  arr = json_object_get(req, "intents");
-  if (!json_is_array(arr))
+  if (!json_is_array(json_object_get(req, "intents")))
     return job_fail(job, 400,
                     tt_srv_error("invalid", "intents: array expected"));
-  n = json_array_size(arr);
   if (n == 0)
     return job_fail(job, 400,
                     tt_srv_error("invalid", "intents: empty array"));
@@ -223,32 +223,34 @@ static int check_shape(tt_push_job *job, jstate *js) {
                     tt_srv_error("too_big", "intents: %zu is over the "
                                             "limit of %u per push",
                                  n, (unsigned)TT_MAX_INTENTS));
-  const json_t *seen = json_object_get(req, "seen");
-  if (seen && (!json_is_integer(seen) || json_integer_value(seen) < 0))
+  const json_t *sj = json_object_get(req, "seen");
+  if (sj && (!json_is_integer(sj) || json_integer_value(sj) < 0))
     return job_fail(job, 400,
                     tt_srv_error("invalid",
                                  "seen: non-negative integer expected"));
-  js->in = calloc(n, sizeof *js->in);
-  if (!js->in)
-    return TETHER_ENOMEM;
+  *seen = sj ? (uint64_t)json_integer_value(sj) : UINT64_MAX;
+  return 0;
+}
 
-  for (size_t i = 0; i < n; i++) {
-    rc = tt_intent_from_json(json_array_get(arr, i), &js->in[i], err,
-                             sizeof err);
-    if (rc == TETHER_ENOMEM)
-      return rc;
-    if (rc) {
-      /* ERR already names the intent ("intent seq N: key: why"). */
-      js->n = i;
-      if (rc == TETHER_ETOOBIG)
-        return job_fail(job, 413, tt_srv_error("too_big", "%s", err));
-      return job_fail(job, 400, tt_srv_error("invalid", "%s", err));
-    }
-    js->n = i + 1;
-  }
+/* An intent that did not parse (ERR names it: "intent seq N: key: why"). */
+static int intent_fail(tt_push_job *job, int rc, const char *err) {
+  if (rc == TETHER_ENOMEM)
+    return rc;
+  if (rc == TETHER_ETOOBIG)
+    return job_fail(job, 413, tt_srv_error("too_big", "%s", err));
+  return job_fail(job, 400, tt_srv_error("invalid", "%s", err));
+}
+
+/* The intents of JS, parsed: they belong to the pushing replica, their seqs
+ * follow each other, each hash is the hash of its content and each prev
+ * the hash before it. 0, 1 (answered) or <0. */
+static int check_intents(tt_push_job *job, jstate *js, uint64_t seen) {
+  char hex[2 * TT_HASH_LEN + 1];
+  size_t n = js->n;
+  int rc;
   js->prune_below = js->in[0].seq;
-  if (seen && (uint64_t)json_integer_value(seen) < js->prune_below - 1)
-    js->prune_below = (uint64_t)json_integer_value(seen) + 1;
+  if (seen != UINT64_MAX && seen < js->prune_below - 1)
+    js->prune_below = seen + 1;
 
   for (size_t i = 0; i < n; i++) {
     const tt_intent *in = &js->in[i];
@@ -286,6 +288,146 @@ static int check_shape(tt_push_job *job, jstate *js) {
   js->out = calloc(n, sizeof *js->out);
   if (!js->out)
     return TETHER_ENOMEM;
+  return 0;
+}
+
+/* 0: JS holds a job fit to be checked against the store. 1: JOB was
+ * answered with an error and nothing may change for it. <0: fatal. */
+static int check_shape(tt_push_job *job, jstate *js) {
+  const json_t *req = job->request;
+  const json_t *arr = json_object_get(req, "intents");
+  char err[200];
+  uint64_t seen;
+  size_t n = json_array_size(arr);
+  int rc = check_envelope(job, js, req, n, &seen);
+  if (rc)
+    return rc;
+  js->in = calloc(n, sizeof *js->in);
+  if (!js->in)
+    return TETHER_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    rc = tt_intent_from_json(json_array_get(arr, i), &js->in[i], err,
+                             sizeof err);
+    if (rc) {
+      js->n = i;
+      return intent_fail(job, rc, err);
+    }
+    js->n = i + 1;
+  }
+  return check_intents(job, js, seen);
+}
+
+/* ---- step 1 ahead of time: tt_server_push_prepare ------------------------ */
+
+static void jstate_clear(jstate *js);
+
+struct tt_push_prep {
+  tt_push_job answer; /* status != 0: the body was refused, response says why */
+  jstate js;          /* else the checked intents, until tt_server_push
+                         takes them */
+};
+
+typedef struct {
+  jstate *js;
+  size_t count, cap; /* elements seen; js->in's room */
+  int rc;            /* the first intent that did not parse */
+  char err[200];
+} intent_reader;
+
+static int read_intent(void *ctx, json_t *elem) {
+  intent_reader *r = ctx;
+  jstate *js = r->js;
+  int rc = 0;
+  r->count++;
+  if (r->rc || r->count > TT_MAX_INTENTS)
+    goto out; /* refused anyway; the rest is only read for its syntax */
+  if (js->n == r->cap) {
+    size_t cap = r->cap ? 2 * r->cap : 64;
+    tt_intent *in = realloc(js->in, cap * sizeof *in);
+    if (!in) {
+      rc = TETHER_ENOMEM;
+      goto out;
+    }
+    js->in = in;
+    r->cap = cap;
+  }
+  rc = tt_intent_from_json(elem, &js->in[js->n], r->err, sizeof r->err);
+  if (rc == 0) {
+    js->n++;
+  } else if (rc != TETHER_ENOMEM) {
+    r->rc = rc;
+    rc = 0;
+  }
+out:
+  json_decref(elem);
+  return rc;
+}
+
+int tt_server_push_prepare(const char *body, size_t len, tt_push_prep **out) {
+  tt_push_prep *p = calloc(1, sizeof *p);
+  json_t *req = NULL;
+  tt_json_error jerr;
+  uint64_t seen;
+  int rc;
+  *out = NULL;
+  if (!p)
+    return TETHER_ENOMEM;
+  intent_reader r = {.js = &p->js};
+  if (len == 0) {
+    rc = job_fail(&p->answer, 400,
+                  tt_srv_error("json", "empty body, expected a JSON object"));
+    goto done;
+  }
+  rc = tt_json_parse_streamed(body, len, TT_JSON_REJECT_DUPLICATES, "intents",
+                              read_intent, &r, &req, &jerr);
+  if (rc == TETHER_EJSON) {
+    rc = job_fail(&p->answer, 400,
+                  tt_srv_error("json", "%s at line %d column %d", jerr.text,
+                               jerr.line, jerr.column));
+    goto done;
+  }
+  if (rc)
+    goto done;
+  if ((rc = check_envelope(&p->answer, &p->js, req, r.count, &seen)))
+    goto done;
+  if (r.rc) {
+    rc = intent_fail(&p->answer, r.rc, r.err);
+    goto done;
+  }
+  rc = check_intents(&p->answer, &p->js, seen);
+done:
+  json_decref(req);
+  if (rc < 0) {
+    tt_push_prep_free(p);
+    return rc;
+  }
+  if (rc == 1)
+    jstate_clear(&p->js);
+  *out = p;
+  return 0;
+}
+
+void tt_push_prep_free(tt_push_prep *p) {
+  if (!p)
+    return;
+  json_decref(p->answer.response);
+  jstate_clear(&p->js);
+  free(p);
+}
+
+/* Step 1 for one job: its own check, or what tt_server_push_prepare found
+ * (the checked intents move into JS). */
+static int shape_of(tt_push_job *job, jstate *js) {
+  tt_push_prep *p = job->prep;
+  if (!p)
+    return check_shape(job, js);
+  if (p->answer.status) {
+    job->status = p->answer.status;
+    job->response = json_incref(p->answer.response);
+    return 1;
+  }
+  *js = p->js;
+  memset(&p->js, 0, sizeof p->js);
   return 0;
 }
 
@@ -1579,7 +1721,7 @@ int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
 
   /* 1. shapes */
   for (size_t i = 0; i < njobs && !rc; i++) {
-    rc = check_shape(&jobs[i], &b.js[i]);
+    rc = shape_of(&jobs[i], &b.js[i]);
     if (rc == 1) {
       nbad++;
       jstate_clear(&b.js[i]);

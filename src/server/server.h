@@ -88,9 +88,26 @@ int tt_server_replica_last_seq(tt_server *s, const uint8_t id[TT_ID_LEN],
 int tt_server_outcome(tt_server *s, const uint8_t id[TT_ID_LEN], uint64_t seq,
                       json_t **out);
 
+/* A push body read and checked on its own: step 1 of a group commit (the
+ * JSON, the shape, every intent's hash and the chain inside the request),
+ * which needs no store, so a connection thread can do it while the group
+ * commit before runs. The body's intents are read one at a time
+ * (tt_json_parse_streamed): no tree of the whole body is ever held. */
+typedef struct tt_push_prep tt_push_prep;
+
+/* Reads the LEN bytes of BODY (JSON text). 0 with *OUT set, also for a body
+ * that is refused: its 4xx answer is then inside and tt_server_push gives
+ * it back without touching the store. TETHER_ENOMEM (*OUT NULL) when it
+ * cannot be read for want of memory. Free *OUT with tt_push_prep_free
+ * (NULL is fine) once the job that carried it is answered. */
+int tt_server_push_prepare(const char *body, size_t len, tt_push_prep **out);
+void tt_push_prep_free(tt_push_prep *p);
+
 /* One push request of a group commit. */
 typedef struct {
-  const json_t *request; /* in: the parsed body (borrowed) */
+  const json_t *request; /* in: the parsed body (borrowed), or NULL with: */
+  tt_push_prep *prep;    /* in: the prepared body (borrowed); its intents
+                            are taken by tt_server_push */
   int status;            /* out: HTTP status (200, 400, 409, 503, ...) */
   json_t *response;      /* out: body; caller releases with json_decref */
 } tt_push_job;
