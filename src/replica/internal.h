@@ -57,8 +57,10 @@
 #include "replica/replica.h"
 #include "store/store.h"
 
-/* 2: OUTBOX holds the acked index (format 1 stores are migrated on open). */
-#define TT_R_FORMAT 2u
+/* 2: OUTBOX holds the acked index. 3: outbox records may be of layout 2
+ * (with the intent's base), which a format-2 build would read as corrupt.
+ * Format 1 and 2 stores are migrated on open. */
+#define TT_R_FORMAT 3u
 #define TT_R_MAX_URL 2048
 #define TT_R_MAX_PARTITIONS 65536u
 /* coll \0 id \0 be64 seq, with room to spare. */
@@ -167,6 +169,9 @@ int tt_r_view_load(tt_txn *t, const uint8_t *key, size_t klen, json_t **obj,
 int tt_r_view_recompute(tt_txn *t, const uint8_t *key, size_t klen);
 /* 1 if PENDING holds an entry for the doc, 0 if not, or an error. */
 int tt_r_has_pending(tt_txn *t, const uint8_t *key, size_t klen);
+/* 1 if SEQ is the doc's only pending intent, 0 if not, or an error. */
+int tt_r_pending_only(tt_txn *t, const uint8_t *key, size_t klen,
+                      uint64_t seq);
 /* 1 if the doc has a pending intent with seq > AFTER. */
 int tt_r_has_pending_after(tt_txn *t, const uint8_t *key, size_t klen,
                            uint64_t after);
@@ -174,14 +179,18 @@ int tt_r_has_pending_after(tt_txn *t, const uint8_t *key, size_t klen,
 /* ---- outbox ----------------------------------------------------------- */
 enum { TT_ROBX_PENDING = 0, TT_ROBX_ACKED = 1 };
 
-/* Outbox record: u8 layout version (1), u8 state, be32 p, be64 commit,
- * be16 doc key length, doc key, be16 label length + 1 (0 = no label),
- * label, intent wire JSON (with hash). Pointers below point into the
- * decoded value. */
+/* Outbox record: u8 layout version (1 or 2), u8 state, be32 p, be64
+ * commit, [layout 2: be64 base, the document version the intent was
+ * written on], be16 doc key length, doc key, be16 label length + 1 (0 = no
+ * label), label, intent wire JSON (with hash). Pointers below point into
+ * the decoded value. Written as layout 2; layout 1 records (older stores)
+ * are read with has_base 0. */
 typedef struct {
   int state;
   uint32_t p;
   uint64_t commit;
+  uint64_t base;
+  int has_base;
   const uint8_t *key;
   size_t klen;
   const char *label; /* NULL = none; not NUL-terminated */

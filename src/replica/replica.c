@@ -313,13 +313,20 @@ int tt_r_overlay_store(tt_txn *t, const uint8_t *key, size_t klen,
 int tt_r_obx_decode(tt_bytes val, tt_robx *out) {
   memset(out, 0, sizeof *out);
   const uint8_t *p = val.data, *end = p + val.len;
-  if (val.len < 1 + 1 + 4 + 8 + 2 || p[0] != 1 || p[1] > TT_ROBX_ACKED)
+  if (val.len < 1 + 1 + 4 + 8 + 2 || (p[0] != 1 && p[0] != 2) ||
+      p[1] > TT_ROBX_ACKED || (p[0] == 2 && val.len < 1 + 1 + 4 + 8 + 8 + 2))
     return TETHER_ECORRUPT;
   out->state = p[1];
   out->p = tt_be32_get(p + 2);
   out->commit = tt_be64_get(p + 6);
-  size_t kl = ((size_t)p[14] << 8) | p[15];
-  p += 16;
+  p += 14;
+  if (((const uint8_t *)val.data)[0] == 2) {
+    out->base = tt_be64_get(p);
+    out->has_base = 1;
+    p += 8;
+  }
+  size_t kl = ((size_t)p[0] << 8) | p[1];
+  p += 2;
   if (kl == 0 || kl > TT_R_KEYMAX || (size_t)(end - p) < kl + 2)
     return TETHER_ECORRUPT;
   out->key = p;
@@ -345,16 +352,22 @@ int tt_r_obx_encode(const tt_robx *o, uint8_t **buf, size_t *len) {
   if (o->klen == 0 || o->klen > TT_R_KEYMAX ||
       (o->label && o->label_len > TT_MAX_LABEL))
     return TETHER_EINVAL;
-  size_t n = 16 + o->klen + 2 + (o->label ? o->label_len : 0) + o->json_len;
+  size_t hdr = o->has_base ? 24 : 16;
+  size_t n = hdr + o->klen + 2 + (o->label ? o->label_len : 0) + o->json_len;
   uint8_t *b = malloc(n), *p = b;
   if (!b) return TETHER_ENOMEM;
-  p[0] = 1;
+  p[0] = o->has_base ? 2 : 1;
   p[1] = (uint8_t)o->state;
   tt_be32_put(p + 2, o->p);
   tt_be64_put(p + 6, o->commit);
-  p[14] = (uint8_t)(o->klen >> 8);
-  p[15] = (uint8_t)o->klen;
-  p += 16;
+  p += 14;
+  if (o->has_base) {
+    tt_be64_put(p, o->base);
+    p += 8;
+  }
+  p[0] = (uint8_t)(o->klen >> 8);
+  p[1] = (uint8_t)o->klen;
+  p += 2;
   memcpy(p, o->key, o->klen);
   p += o->klen;
   size_t ll = o->label ? o->label_len + 1 : 0;
@@ -562,7 +575,9 @@ static int mig_cb(void *vctx, tt_bytes k, tt_bytes v) {
   return 0;
 }
 
-static int migrate_v1(tt_store *st) {
+/* Format 1: adds the acked index. Format 2: only marked 3 (its layout-1
+ * outbox records are read as they are). */
+static int migrate(tt_store *st) {
   tt_txn *t = NULL;
   mig_ctx c = {0};
   int rc = tt_txn_begin(st, 0, 1, &t);
@@ -570,10 +585,16 @@ static int migrate_v1(tt_store *st) {
   tt_bytes v;
   /* Another process may have migrated it meanwhile. */
   if ((rc = tt_get(t, TT_TABLE_META, META_KEY("format"), &v))) goto out;
-  if (v.len == 4 && tt_be32_get(v.data) == TT_R_FORMAT) goto out;
-  rc = tt_scan(t, TT_TABLE_OUTBOX, (tt_bytes){NULL, 0}, mig_cb, &c);
-  if (rc == 2) rc = c.err;
-  if (rc < 0) goto out;
+  if (v.len != 4) {
+    rc = TETHER_ECORRUPT;
+    goto out;
+  }
+  if (tt_be32_get(v.data) == TT_R_FORMAT) goto out;
+  if (tt_be32_get(v.data) == 1) {
+    rc = tt_scan(t, TT_TABLE_OUTBOX, (tt_bytes){NULL, 0}, mig_cb, &c);
+    if (rc == 2) rc = c.err;
+    if (rc < 0) goto out;
+  }
   for (size_t i = 0; i < c.n; i++)
     if ((rc = tt_put(t, TT_TABLE_OUTBOX, (tt_bytes){c.keys[i], TT_R_ACKIDX_LEN},
                      (tt_bytes){"", 0})))
@@ -617,10 +638,10 @@ int tt_replica_open(tt_store *st, tt_replica **out) {
     rc = TETHER_ECORRUPT;
     goto out;
   }
-  if (tt_be32_get(v.data) == 1) {
+  if (tt_be32_get(v.data) == 1 || tt_be32_get(v.data) == 2) {
     tt_abort(t);
     t = NULL;
-    if ((rc = migrate_v1(st)) || (rc = tt_txn_begin(st, 0, 0, &t))) goto out;
+    if ((rc = migrate(st)) || (rc = tt_txn_begin(st, 0, 0, &t))) goto out;
   } else if (tt_be32_get(v.data) != TT_R_FORMAT) {
     rc = TETHER_EVERSION;
     goto out;

@@ -229,6 +229,56 @@ out:
   return rc;
 }
 
+/* confirm_clean without reading the intent back. When the intent is its
+ * document's only pending one, was written on BASE, the version confirmed
+ * now, and the overlay differs from the confirmed record, the overlay IS
+ * the confirmed state with this intent applied: a local write is refused
+ * unless it fits, and the overlay is recomputed whenever the confirmed
+ * state changes (so it could only lack the intent's effect by equalling the
+ * confirmed record). Its text then becomes the confirmed record as it is,
+ * at COMMIT. *DONE 0: not that case, and nothing written. */
+static int confirm_from_overlay(tt_txn *t, const uint8_t *key, size_t klen,
+                                uint64_t seq, uint64_t base, uint64_t commit,
+                                int *done) {
+  tt_bytes dv = {NULL, 0}, vv;
+  uint64_t version = 0;
+  int live = 0;
+  *done = 0;
+  if (commit <= base) return 0;
+  int rc = tt_r_pending_only(t, key, klen, seq);
+  if (rc <= 0) return rc;
+  rc = tt_get_tmp(t, TT_TABLE_DOCS, (tt_bytes){key, klen}, &dv);
+  if (rc == 0) {
+    const uint8_t *d = dv.data;
+    if (dv.len < 9 || d[0] > 1) return TETHER_ECORRUPT;
+    live = d[0] == 0;
+    version = tt_be64_get(d + 1);
+  } else if (rc != TETHER_ENOTFOUND) {
+    return rc;
+  }
+  if (version != base) return 0;
+  rc = tt_get_tmp(t, TT_TABLE_VIEW, (tt_bytes){key, klen}, &vv);
+  if (rc) return rc == TETHER_ENOTFOUND ? TETHER_ECORRUPT : rc;
+  const uint8_t *o = vv.data;
+  if (vv.len < 1 || o[0] > 1) return TETHER_ECORRUPT;
+  int vlive = o[0] == 0;
+  size_t tlen = vlive ? vv.len - 1 : 0;
+  if (vlive == live &&
+      (!live || (tlen == dv.len - 9 &&
+                 memcmp(o + 1, (const uint8_t *)dv.data + 9, tlen) == 0)))
+    return 0;
+  uint8_t *rec = malloc(9 + tlen);
+  if (!rec) return TETHER_ENOMEM;
+  rec[0] = vlive ? 0 : 1;
+  tt_be64_put(rec + 1, commit);
+  memcpy(rec + 9, o + 1, tlen);
+  rc = tt_put(t, TT_TABLE_DOCS, (tt_bytes){key, klen},
+              (tt_bytes){rec, 9 + tlen});
+  free(rec);
+  if (rc == 0) *done = 1;
+  return rc;
+}
+
 /* Applies one outcome of the response to an unacknowledged intent. */
 static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
                          uint64_t lo, uint64_t hi) {
@@ -342,7 +392,11 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
              coll, id, reason);
   } else if (kind == TT_OUT_APPLIED &&
              json_is_true(json_object_get(oc, "clean")) &&
-             ((rc = confirm_clean(t, o.json, o.json_len, key, klen, commit,
+             ((o.has_base &&
+               ((rc = confirm_from_overlay(t, key, klen, seq, o.base, commit,
+                                           &clean)) ||
+                clean)) ||
+              (rc = confirm_clean(t, o.json, o.json_len, key, klen, commit,
                                   &clean)) ||
               clean)) {
     if (rc ||

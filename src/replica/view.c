@@ -98,6 +98,28 @@ int tt_r_has_pending_after(tt_txn *t, const uint8_t *key, size_t klen,
   return rc == 1;
 }
 
+static int pend_only_cb(void *vctx, tt_bytes k, tt_bytes v) {
+  (void)v;
+  pend_ctx *c = vctx;
+  if (k.len != c->plen + 8 || memcmp(k.data, c->prefix, c->plen) != 0)
+    return 2;
+  if (tt_be64_get((const uint8_t *)k.data + c->plen) != c->after ||
+      ++c->n > 1)
+    return 1; /* another one */
+  return 0;
+}
+
+int tt_r_pending_only(tt_txn *t, const uint8_t *key, size_t klen,
+                      uint64_t seq) {
+  uint8_t pre[TT_R_KEYMAX + 1];
+  if (klen > TT_R_KEYMAX) return TETHER_EINVAL;
+  pend_ctx c = {pre, pend_prefix(pre, key, klen), seq, NULL, 0, 0, 0};
+  int rc = tt_scan(t, TT_TABLE_PENDING, (tt_bytes){pre, c.plen},
+                   pend_only_cb, &c);
+  if (rc < 0) return rc;
+  return rc != 1 && c.n == 1;
+}
+
 int tt_r_has_pending(tt_txn *t, const uint8_t *key, size_t klen) {
   return tt_r_has_pending_after(t, key, klen, 0);
 }

@@ -132,8 +132,15 @@ static int commit_local(tt_replica *r, const char *coll, const char *id,
     rc = TETHER_ETOOBIG;
     goto out;
   }
-  tt_robx o = {TT_ROBX_PENDING, 0, 0, key, kl, label,
-               label ? strlen(label) : 0, text, text_len};
+  tt_robx o = {.state = TT_ROBX_PENDING,
+               .base = in.base,
+               .has_base = 1,
+               .key = key,
+               .klen = kl,
+               .label = label,
+               .label_len = label ? strlen(label) : 0,
+               .json = text,
+               .json_len = text_len};
   if ((rc = tt_r_obx_encode(&o, &rec, &rec_len))) goto out;
   tt_rstatus st;
   if ((rc = tt_r_status_load(t, key, kl, &st))) goto out;
