@@ -68,6 +68,8 @@ static int out_of_memory(parser *s) {
 }
 
 static int scratch_put(parser *s, const void *data, size_t n) {
+  if (n == 0)
+    return 0;
   if (s->cap - s->len < n) {
     size_t cap = s->cap ? s->cap : 256;
     while (cap - s->len < n) {
@@ -338,16 +340,22 @@ static int number(parser *s, json_t **out) {
       return out_of_memory(s);
     return 0;
   }
-  s->len = 0;
-  if (scratch_put(s, b, (size_t)(p - b)) || scratch_put(s, "", 1))
-    return -1;
-  /* strtod reads the locale's decimal point. */
+  /* strtod reads the locale's decimal point, which may be longer than
+   * one byte (U+066B in ps_AF): the text goes to it with that in place of
+   * the '.'. */
   const char *point = localeconv()->decimal_point;
-  if (point && point[0] && point[0] != '.' && !point[1]) {
-    char *dot = strchr(s->buf, '.');
-    if (dot)
-      *dot = point[0];
+  const unsigned char *dot = memchr(b, '.', (size_t)(p - b));
+  s->len = 0;
+  if (dot && point && point[0] && strcmp(point, ".") != 0) {
+    if (scratch_put(s, b, (size_t)(dot - b)) ||
+        scratch_put(s, point, strlen(point)) ||
+        scratch_put(s, dot + 1, (size_t)(p - dot - 1)))
+      return -1;
+  } else if (scratch_put(s, b, (size_t)(p - b))) {
+    return -1;
   }
+  if (scratch_put(s, "", 1))
+    return -1;
   errno = 0;
   double d = strtod(s->buf, NULL);
   if (errno == ERANGE && isinf(d))
@@ -502,20 +510,30 @@ bad:
 }
 
 /* S->p is at the first byte of a value (white space already skipped). */
+static int value_at(parser *s, json_t **out);
+
+/* Every value counts towards the depth, scalars too (as in jansson):
+ * a scalar inside 2048 arrays is one level too deep. */
 static int value(parser *s, json_t **out) {
   *out = NULL;
+  if (++s->depth > TT_JSON_MAX_DEPTH) {
+    s->depth--;
+    return fail(s, s->p, "maximum nesting depth %d reached",
+                TT_JSON_MAX_DEPTH);
+  }
+  int rc = value_at(s, out);
+  s->depth--;
+  return rc;
+}
+
+static int value_at(parser *s, json_t **out) {
   if (s->p >= s->end)
     return fail(s, s->p, "unexpected end of input");
   switch (*s->p) {
   case '{':
-  case '[': {
-    if (++s->depth > TT_JSON_MAX_DEPTH)
-      return fail(s, s->p, "maximum nesting depth %d reached",
-                  TT_JSON_MAX_DEPTH);
-    int rc = *s->p == '{' ? object(s, out) : array(s, out, 0);
-    s->depth--;
-    return rc;
-  }
+    return object(s, out);
+  case '[':
+    return array(s, out, 0);
   case '"': {
     const char *str;
     size_t len;

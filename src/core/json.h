@@ -10,10 +10,13 @@
  * json_loadb accepts with the matching flags (fuzz/fuzz_json.c checks
  * both on every input): UTF-8 only, no "\u0000" and no lone surrogate,
  * integers that fit json_int_t (others are refused, as jansson refuses
- * them), reals that do not overflow, at most TT_JSON_MAX_DEPTH nested
- * arrays/objects, a later duplicate key replacing the earlier one unless
- * TT_JSON_REJECT_DUPLICATES. Numbers are read in the C locale whatever
- * the process's locale is. */
+ * them), reals that do not overflow, at most TT_JSON_MAX_DEPTH levels of
+ * values (a scalar counts as a level: 2048 arrays around a number are too
+ * deep, 2048 empty nested arrays are not), a later duplicate key replacing
+ * the earlier one unless TT_JSON_REJECT_DUPLICATES. One exception: a NUL
+ * byte anywhere outside a string is refused, where json_loadb skips one
+ * right after a number or literal (jansson issue #331). Numbers are read
+ * in the C locale whatever the process's locale is. */
 #ifndef TT_CORE_JSON_H
 #define TT_CORE_JSON_H
 
