@@ -8,7 +8,11 @@
  *  - an input answered 4xx changes nothing in the store (whole-store
  *    fingerprint before and after);
  *  - a request answered 200, pushed again, is answered 200 with the same
- *    outcomes marked "duplicate" and changes nothing (G2 exactly-once).
+ *    outcomes marked "duplicate" and changes nothing (G2 exactly-once);
+ *  - the body read by tt_server_push_prepare (job.prep, what net/ does)
+ *    gets the answer it gets parsed as net/ parsed it before (the checks
+ *    of tt_codec_parse, then job.request): the same status and body, and
+ *    the same store afterwards (a second store, built the same way).
  * A top-level JSON array is a group commit: each element is one job.
  *
  * Mutated bytes almost never carry a valid hash, so each input whose
@@ -19,13 +23,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "fuzz_common.h"
 #include "world.h"
 
 #define MAX_JOBS 8
 
-static w_world W;
-static char dir[64];
+static w_world W, W2; /* W2: the prepared side of compare_paths */
+static char dir[64], dir2[64];
 static ff_print base;
 static int ready;
 
@@ -34,6 +39,10 @@ static void cleanup(void) {
   tt_policy_free(W.pol);
   tt_store_close(W.st);
   ff_rmrf(dir);
+  tt_server_close(W2.srv);
+  tt_policy_free(W2.pol);
+  tt_store_close(W2.st);
+  ff_rmrf(dir2);
 }
 
 static void init(void) {
@@ -41,19 +50,25 @@ static void init(void) {
   atexit(cleanup);
   w_build(&W);
   base = ff_fingerprint(W.st);
+  W2.st = ff_store_new(dir2, "push2");
+  w_build(&W2);
+  if (!ff_print_eq(ff_fingerprint(W2.st), base))
+    FF_FAIL("the built state is not deterministic");
   ready = 1;
 }
 
-/* Back to the built state if the last run changed the store. */
-static void restore(void) {
-  ff_print now = ff_fingerprint(W.st);
+/* Back to the built state if the last run changed the store of w. */
+static void restore_world(w_world *w) {
+  ff_print now = ff_fingerprint(w->st);
   if (ff_print_eq(now, base))
     return;
-  w_reset(&W);
-  now = ff_fingerprint(W.st);
+  w_reset(w);
+  now = ff_fingerprint(w->st);
   if (!ff_print_eq(now, base))
     FF_FAIL("the built state is not deterministic");
 }
+
+static void restore(void) { restore_world(&W); }
 
 static int known_status(int st) {
   switch (st) {
@@ -271,6 +286,123 @@ static json_t *fixed_copy(const json_t *body) {
   return c;
 }
 
+/* ---- the prepared path against the tree path ---------------------------- */
+
+static json_t *json_error_body(const char *msg) {
+  json_t *b =
+      json_pack("{s:i,s:s,s:s}", "v", 1, "error", "json", "message", msg);
+  if (!b)
+    FF_FAIL("out of memory");
+  return b;
+}
+
+/* What net/codec.c's tt_codec_parse did with a push body (this target does
+ * not link net/: the same checks): the tree, or NULL and *REFUSED set to
+ * the 400 "json" answer net/ gave without the reconciler. */
+static json_t *tree_of(const char *text, size_t len, json_t **refused) {
+  tt_json_error err;
+  json_t *v = NULL;
+  char msg[256];
+  *refused = NULL;
+  if (len == 0) {
+    *refused = json_error_body("empty body, expected a JSON object");
+    return NULL;
+  }
+  int rc = tt_json_parse(text, len, TT_JSON_REJECT_DUPLICATES, &v, &err);
+  if (rc) {
+    FF_CHECK(rc == TETHER_EJSON, "tt_json_parse: %s", tether_err_name(rc));
+    snprintf(msg, sizeof msg, "%s at line %d column %d", err.text, err.line,
+             err.column);
+    *refused = json_error_body(msg);
+    return NULL;
+  }
+  if (!json_is_object(v)) {
+    json_decref(v);
+    *refused = json_error_body("body is not a JSON object");
+    return NULL;
+  }
+  return v;
+}
+
+/* The bodies TEXT[0..N) (N <= MAX_JOBS) as one group commit, both ways:
+ * parsed as net/ parsed them and pushed as job.request on W (a body that
+ * does not parse answered alone, as net/ answered it), and prepared and
+ * pushed as job.prep on W2. Every job must get the same status and body,
+ * and the two stores must be alike afterwards. Both are back to the built
+ * state after. */
+static void compare_paths(const char *const *text, const size_t *len,
+                          size_t n) {
+  tt_push_job tj[MAX_JOBS], pj[MAX_JOBS];
+  json_t *tree[MAX_JOBS], *refused[MAX_JOBS];
+  size_t nt = 0;
+  int rc;
+
+  memset(tj, 0, sizeof tj);
+  memset(pj, 0, sizeof pj);
+  for (size_t i = 0; i < n; i++) {
+    tree[i] = tree_of(text[i], len[i], &refused[i]);
+    if (tree[i])
+      tj[nt++].request = tree[i];
+    /* an exact-size copy: ASan sees a read past the body */
+    char *c = malloc(len[i] ? len[i] : 1);
+    if (!c)
+      FF_FAIL("out of memory");
+    memcpy(c, text[i], len[i]);
+    rc = tt_server_push_prepare(c, len[i], &pj[i].prep);
+    free(c);
+    FF_CHECK(rc == 0 && pj[i].prep, "tt_server_push_prepare: %s",
+             tether_err_name(rc));
+  }
+  if (nt) {
+    rc = tt_server_push(W.srv, tj, nt, W_NOW);
+    FF_CHECK(rc == 0, "tt_server_push (trees): %s", tether_err_name(rc));
+  }
+  rc = tt_server_push(W2.srv, pj, n, W_NOW);
+  FF_CHECK(rc == 0, "tt_server_push (prepared): %s", tether_err_name(rc));
+  for (size_t i = 0, k = 0; i < n; i++) {
+    int st = tree[i] ? tj[k].status : 400;
+    const json_t *resp = tree[i] ? tj[k++].response : refused[i];
+    if (st != pj[i].status || !json_equal(resp, pj[i].response)) {
+      char *a = dump(resp), *b = dump(pj[i].response);
+      FF_FAIL("job %zu of %zu: as a tree %d %s, prepared %d %s", i, n, st, a,
+              pj[i].status, b);
+    }
+  }
+  FF_CHECK(ff_print_eq(ff_fingerprint(W.st), ff_fingerprint(W2.st)),
+           "the prepared path left another store than the tree path");
+  for (size_t i = 0; i < nt; i++)
+    json_decref(tj[i].response);
+  for (size_t i = 0; i < n; i++) {
+    json_decref(tree[i]);
+    json_decref(refused[i]);
+    json_decref(pj[i].response);
+    tt_push_prep_free(pj[i].prep);
+  }
+  restore_world(&W);
+  restore_world(&W2);
+}
+
+/* compare_paths over BODY re-encoded: each job of a group commit (an
+ * array of 1 to MAX_JOBS elements, as run() reads it), or BODY alone. */
+static void compare_json(const json_t *body) {
+  char *text[MAX_JOBS] = {0};
+  size_t len[MAX_JOBS] = {0}, n = 1;
+  int group = json_is_array(body) && json_array_size(body) >= 1 &&
+              json_array_size(body) <= MAX_JOBS;
+  if (group)
+    n = json_array_size(body);
+  for (size_t i = 0; i < n; i++) {
+    text[i] = json_dumps(group ? json_array_get(body, i) : body,
+                         JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text[i])
+      FF_FAIL("out of memory");
+    len[i] = strlen(text[i]);
+  }
+  compare_paths((const char *const *)text, len, n);
+  for (size_t i = 0; i < n; i++)
+    free(text[i]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_t *body, *fixed;
   ff_expect expect = ff_expectation();
@@ -278,15 +410,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!ready)
     init();
   body = ff_json(data, size);
+  if (!json_is_array(body)) {
+    /* the input itself, as net/ would get it (JSON or not) */
+    const char *text = (const char *)data;
+    compare_paths(&text, &size, 1);
+  }
   if (!body) {
     /* Not JSON: net/ answers 400 before the reconciler sees it. */
     FF_CHECK(expect != FF_EXPECT_OK, "an ok- seed is not JSON");
     return 0;
   }
   check_body(body, expect);
+  if (json_is_array(body))
+    compare_json(body);
   fixed = fixed_copy(body);
   if (fixed) {
     check_body(fixed, FF_EXPECT_NONE);
+    compare_json(fixed);
     json_decref(fixed);
   }
   json_decref(body);
