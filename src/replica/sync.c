@@ -279,6 +279,37 @@ static int confirm_from_overlay(tt_txn *t, const uint8_t *key, size_t klen,
   return rc;
 }
 
+/* Appends the ROUTCOMES record of one intent to B: KIND, then the canonical
+ * JSON {"coll","conflict","id","label","outcome","reason","rule","seq"}
+ * (NULL members left out), written as text: there is one per intent
+ * pushed. 0, TETHER_EINVAL (a string that is not UTF-8) or ENOMEM. */
+static int outcome_record(tt_buf *b, uint8_t kind, const char *coll,
+                          const char *conflict, const char *id,
+                          const char *label, const char *outcome,
+                          const char *reason, const char *rule, uint64_t seq) {
+  const struct {
+    const char *key, *val;
+  } members[] = {{"coll", coll},       {"conflict", conflict},
+                 {"id", id},           {"label", label},
+                 {"outcome", outcome}, {"reason", reason},
+                 {"rule", rule}};
+  char num[32];
+  int rc;
+  if (tt_buf_add(b, &kind, 1) || tt_buf_add(b, "{", 1)) return TETHER_ENOMEM;
+  for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
+    if (!members[i].val) continue;
+    if (tt_buf_add(b, "\"", 1) ||
+        tt_buf_add(b, members[i].key, strlen(members[i].key)) ||
+        tt_buf_add(b, "\":", 2))
+      return TETHER_ENOMEM;
+    if ((rc = tt_canon_str_buf(b, members[i].val, strlen(members[i].val))))
+      return rc;
+    if (tt_buf_add(b, ",", 1)) return TETHER_ENOMEM;
+  }
+  int n = snprintf(num, sizeof num, "\"seq\":%llu}", (unsigned long long)seq);
+  return tt_buf_add(b, num, (size_t)n) ? TETHER_ENOMEM : 0;
+}
+
 /* Applies one outcome of the response to an unacknowledged intent. */
 static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
                          uint64_t lo, uint64_t hi) {
@@ -289,9 +320,8 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
   uint8_t sk[8], key[TT_R_KEYMAX];
   char coll[TT_MAX_NAME + 1], id[TT_MAX_NAME + 1];
   char label[TT_MAX_LABEL + 1];
-  int has_label, rc, clean = 0;
-  json_t *rj = NULL;
-  char *text = NULL;
+  int has_label, rc, clean = 0, from_overlay = 0;
+  tt_buf b = {0};
   uint8_t *rec = NULL;
   size_t klen, len;
 
@@ -328,42 +358,22 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
   }
   if ((rc = tt_r_dockey_split(key, klen, coll, id))) return rc;
 
-  rj = json_pack("{s:I,s:s,s:s,s:s}", "seq", (json_int_t)seq, "coll", coll,
-                 "id", id, "outcome",
-                 forgotten ? "duplicate" : tt_outcome_name(kind));
-  if (!rj) return TETHER_ENOMEM;
-  if (has_label && json_object_set_new(rj, "label", json_string(label))) {
-    rc = TETHER_ENOMEM;
-    goto out;
-  }
   const json_t *conflict = NULL;
-  const char *reason = NULL;
+  const char *reason = NULL, *rule = NULL, *cid = NULL;
   if (forgotten) {
     /* Nothing more is known about it. */
   } else if (kind == TT_OUT_MERGED) {
-    const char *rule = json_string_value(json_object_get(oc, "rule"));
-    if (rule && json_object_set_new(rj, "rule", json_string(rule))) {
-      rc = TETHER_ENOMEM;
-      goto out;
-    }
+    rule = json_string_value(json_object_get(oc, "rule"));
   } else if (kind == TT_OUT_CONFLICT) {
     conflict = json_object_get(oc, "conflict");
-    const char *cid = json_string_value(json_object_get(conflict, "id"));
+    cid = json_string_value(json_object_get(conflict, "id"));
     if (!json_is_object(conflict) || !cid) {
       rc = TETHER_EPROTO;
-      goto out;
-    }
-    if (json_object_set_new(rj, "conflict", json_string(cid))) {
-      rc = TETHER_ENOMEM;
       goto out;
     }
   } else if (kind == TT_OUT_REJECTED) {
     reason = json_string_value(json_object_get(oc, "reason"));
     if (!reason) reason = "rejected";
-    if (json_object_set_new(rj, "reason", json_string(reason))) {
-      rc = TETHER_ENOMEM;
-      goto out;
-    }
   }
 
   if (forgotten) {
@@ -394,14 +404,16 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
              json_is_true(json_object_get(oc, "clean")) &&
              ((o.has_base &&
                ((rc = confirm_from_overlay(t, key, klen, seq, o.base, commit,
-                                           &clean)) ||
-                clean)) ||
+                                           &from_overlay)) ||
+                from_overlay)) ||
               (rc = confirm_clean(t, o.json, o.json_len, key, klen, commit,
                                   &clean)) ||
               clean)) {
-    if (rc ||
-        (rc = tt_r_obx_drop(t, seq, key, klen)) ||
-        (rc = tt_r_view_recompute(t, key, klen)))
+    /* From the overlay: no pending intent is left, nor its overlay. */
+    if (rc || (rc = tt_r_obx_drop(t, seq, key, klen)) ||
+        (rc = from_overlay
+                  ? tt_del(t, TT_TABLE_VIEW, (tt_bytes){key, klen})
+                  : tt_r_view_recompute(t, key, klen)))
       goto out;
   } else {
     tt_robx n = o;
@@ -420,25 +432,18 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
       goto out;
   }
 
-  if (!(text = tt_r_dump(rj, &len))) {
-    rc = TETHER_ENOMEM;
-    goto out;
-  }
   /* Kind byte first so counting rejections needs no JSON parse (a
    * forgotten duplicate counts as not rejected: TT_OUT_APPLIED). */
-  free(rec);
-  rec = malloc(len + 1);
-  if (!rec) {
-    rc = TETHER_ENOMEM;
-    goto out;
-  }
-  rec[0] = (uint8_t)kind;
-  memcpy(rec + 1, text, len);
-  rc = tt_put(t, TT_TABLE_ROUTCOMES, (tt_bytes){sk, 8},
-              (tt_bytes){rec, len + 1});
+  rc = outcome_record(&b, (uint8_t)kind, coll, cid, id,
+                      has_label ? label : NULL,
+                      forgotten ? "duplicate" : tt_outcome_name(kind), reason,
+                      rule, seq);
+  if (rc == TETHER_EINVAL) rc = TETHER_EPROTO; /* not UTF-8 */
+  if (!rc)
+    rc = tt_put(t, TT_TABLE_ROUTCOMES, (tt_bytes){sk, 8},
+                (tt_bytes){b.data, b.len});
 out:
-  json_decref(rj);
-  free(text);
+  tt_buf_free(&b);
   free(rec);
   return rc;
 }
