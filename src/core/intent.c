@@ -161,11 +161,14 @@ static const char *why(int rc) {
   }
 }
 
-static int check_value_size(const json_t *v) {
-  return tt_canon_len(v, TT_MAX_VALUE, NULL);
+/* MEASURE 0: the caller knows the whole intent's canonical text is within
+ * the limit, so no value inside it can be over. */
+static int check_value_size(const json_t *v, int measure) {
+  return measure ? tt_canon_len(v, TT_MAX_VALUE, NULL) : 0;
 }
 
-static int parse_op(const json_t *j, size_t i, tt_op *op, perr *pe) {
+static int parse_op(const json_t *j, size_t i, tt_op *op, perr *pe,
+                    int measure) {
   int rc = 0;
   const char *kname = NULL, *s = NULL;
   json_t *v;
@@ -228,7 +231,7 @@ static int parse_op(const json_t *j, size_t i, tt_op *op, perr *pe) {
       PFAIL(TETHER_ETYPE, "ops[%zu].value: create needs an object", i);
     if (op->resolve_unset && !json_is_null(v))
       PFAIL(TETHER_EINVAL, "ops[%zu].value: must be null with unset", i);
-    if ((rc = check_value_size(v)) != 0)
+    if ((rc = check_value_size(v, measure)) != 0)
       PFAIL(rc, "ops[%zu].value: %s", i,
             rc == TETHER_ETOOBIG ? "larger than 1 MiB" : "out of memory");
     op->value = json_incref(v);
@@ -238,7 +241,7 @@ static int parse_op(const json_t *j, size_t i, tt_op *op, perr *pe) {
 
   v = json_object_get(j, "base_value");
   if (v) {
-    if ((rc = check_value_size(v)) != 0)
+    if ((rc = check_value_size(v, measure)) != 0)
       PFAIL(rc, "ops[%zu].base_value: %s", i,
             rc == TETHER_ETOOBIG ? "larger than 1 MiB" : "out of memory");
     op->base_value = json_incref(v);
@@ -267,6 +270,12 @@ static const char *const intent_keys[] = {
 
 int tt_intent_from_json(const json_t *j, tt_intent *out, char *errbuf,
                         size_t errlen) {
+  return tt_intent_from_json_sized(j, 0, out, errbuf, errlen);
+}
+
+int tt_intent_from_json_sized(const json_t *j, size_t canon_len,
+                              tt_intent *out, char *errbuf, size_t errlen) {
+  int measure = canon_len == 0 || canon_len > TT_MAX_VALUE;
   int rc = 0;
   perr pe_s = {errbuf, errlen, "seq ?"}, *pe = &pe_s;
   const char *s = NULL;
@@ -362,7 +371,8 @@ int tt_intent_from_json(const json_t *j, tt_intent *out, char *errbuf,
   if (!(out->ops = calloc(n, sizeof *out->ops)))
     PFAIL(TETHER_ENOMEM, "out of memory");
   for (size_t i = 0; i < n; i++) {
-    if ((rc = parse_op(json_array_get(v, i), i, &out->ops[i], pe)) != 0)
+    if ((rc = parse_op(json_array_get(v, i), i, &out->ops[i], pe,
+                       measure)) != 0)
       goto out;
     out->nops = i + 1;
   }
@@ -553,6 +563,91 @@ int tt_intent_compute_hash(const tt_intent *in, uint8_t out[TT_HASH_LEN]) {
     rc = TETHER_ENOMEM;
   tt_buf_free(&b);
   return rc;
+}
+
+static int lower_hex(const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+      return 0;
+  return 1;
+}
+
+static int has(const char *text, size_t len, size_t at, const char *lit,
+               size_t n) {
+  return at <= len && len - at >= n && memcmp(text + at, lit, n) == 0;
+}
+
+/* Why this is the hash: TEXT is tt_canon of the element, so dropping its
+ * "hash" member leaves tt_canon of the element without it (keys keep
+ * their order; "hash" is never first). tt_intent_from_json accepted the
+ * element, and it changes nothing it reads but the case of hex strings:
+ * with "client" and "prev" in lower case, that object is
+ * tt_intent_to_json(in, 0), whose canonical text tt_intent_compute_hash
+ * hashes. Sorted, the text opens {"base":N,"client":"…","coll":"…",
+ * "hash":"…","hlc": and closes ,"prev":"…","schema":N,"seq":N}. */
+int tt_intent_hash_text(const char *text, size_t len,
+                        uint8_t out[TT_HASH_LEN]) {
+  static const char head[] = "{\"base\":", client[] = ",\"client\":\"",
+                    coll[] = ",\"coll\":\"", hash[] = ",\"hash\":\"",
+                    prev[] = ",\"prev\":\"", schema[] = "\",\"schema\":",
+                    seq[] = ",\"seq\":";
+  size_t i = 0;
+  if (!text || !has(text, len, 0, head, sizeof head - 1))
+    return TETHER_EINVAL;
+  i = sizeof head - 1;
+  while (i < len && text[i] >= '0' && text[i] <= '9')
+    i++;
+  if (!has(text, len, i, client, sizeof client - 1))
+    return TETHER_EINVAL;
+  i += sizeof client - 1;
+  if (len - i < 2 * TT_ID_LEN + 1 || !lower_hex(text + i, 2 * TT_ID_LEN) ||
+      text[i + 2 * TT_ID_LEN] != '"')
+    return TETHER_EINVAL;
+  i += 2 * TT_ID_LEN + 1;
+  if (!has(text, len, i, coll, sizeof coll - 1))
+    return TETHER_EINVAL;
+  i += sizeof coll - 1;
+  while (i < len && text[i] != '"')
+    i += text[i] == '\\' ? 2 : 1;
+  if (i >= len)
+    return TETHER_EINVAL;
+  size_t cut = ++i; /* the "hash" member starts here */
+  if (!has(text, len, i, hash, sizeof hash - 1))
+    return TETHER_EINVAL;
+  i += sizeof hash - 1 + 2 * TT_HASH_LEN;
+  if (i >= len || text[i] != '"')
+    return TETHER_EINVAL;
+  size_t resume = ++i;
+
+  /* The tail, read backwards: digits, seq, digits, schema, prev's hex. */
+  size_t j = len;
+  if (j <= resume || text[--j] != '}')
+    return TETHER_EINVAL;
+  while (j > resume && text[j - 1] >= '0' && text[j - 1] <= '9')
+    j--;
+  if (j - resume < sizeof seq - 1 ||
+      !has(text, len, j - (sizeof seq - 1), seq, sizeof seq - 1))
+    return TETHER_EINVAL;
+  j -= sizeof seq - 1;
+  while (j > resume && text[j - 1] >= '0' && text[j - 1] <= '9')
+    j--;
+  size_t tail = sizeof schema - 1 + 2 * TT_HASH_LEN + sizeof prev - 1;
+  if (j - resume < tail ||
+      !has(text, len, j - (sizeof schema - 1), schema, sizeof schema - 1))
+    return TETHER_EINVAL;
+  j -= sizeof schema - 1 + 2 * TT_HASH_LEN;
+  if (!lower_hex(text + j, 2 * TT_HASH_LEN) ||
+      !has(text, len, j - (sizeof prev - 1), prev, sizeof prev - 1))
+    return TETHER_EINVAL;
+
+  crypto_generichash_state st;
+  if (crypto_generichash_init(&st, NULL, 0, TT_HASH_LEN) ||
+      crypto_generichash_update(&st, (const unsigned char *)text, cut) ||
+      crypto_generichash_update(&st, (const unsigned char *)text + resume,
+                                len - resume) ||
+      crypto_generichash_final(&st, out, TT_HASH_LEN))
+    return TETHER_ENOMEM;
+  return 0;
 }
 
 int tt_intent_check_hash(const tt_intent *in) {

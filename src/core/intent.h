@@ -72,6 +72,11 @@ typedef struct {
  * reason naming the bad key into errbuf, and *out is left cleared. */
 int tt_intent_from_json(const json_t *j, tt_intent *out, char *errbuf,
                         size_t errlen);
+/* tt_intent_from_json when the length of J's canonical text is known
+ * (CANON_LEN, 0 = not known): within TT_MAX_VALUE, no value inside can be
+ * over the limit, and values are not measured. */
+int tt_intent_from_json_sized(const json_t *j, size_t canon_len,
+                              tt_intent *out, char *errbuf, size_t errlen);
 
 /* New JSON object in the wire form; WITH_HASH adds "hash". NULL on ENOMEM.
  * Caller owns the reference (json_decref). */
@@ -81,6 +86,14 @@ json_t *tt_intent_to_json(const tt_intent *in, int with_hash);
 int tt_intent_compute_hash(const tt_intent *in, uint8_t out[TT_HASH_LEN]);
 /* 0 if in->hash matches, TETHER_ECHAIN otherwise. */
 int tt_intent_check_hash(const tt_intent *in);
+/* The hash of an intent read from the TEXT of its wire form, when TEXT is
+ * exactly tt_canon of an object tt_intent_from_json accepted (a streamed
+ * element with tt_json_span.canonical): the same bytes as
+ * tt_intent_compute_hash of what it parsed, from two slices of TEXT instead
+ * of writing the intent again. TETHER_EINVAL when TEXT is not laid out
+ * that way (hex in upper case, say): then use tt_intent_check_hash. */
+int tt_intent_hash_text(const char *text, size_t len,
+                        uint8_t out[TT_HASH_LEN]);
 
 /* Frees everything the intent owns and zeroes it. Safe on a zeroed intent. */
 void tt_intent_clear(tt_intent *in);

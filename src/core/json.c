@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "core/util.h"
 #include "tether.h"
 
 typedef struct {
@@ -21,6 +22,10 @@ typedef struct {
   unsigned flags;
   int depth;
   int nomem;
+  /* Something read so far is not as tt_canon writes it: white space, an
+   * escape it would not write, keys out of its order, "-0", a real not in
+   * its form. Streamed elements report it (tt_json_span.canonical). */
+  int noncanon;
   tt_json_error *err;
   char *buf; /* scratch: decoded strings with escapes, real number text */
   size_t len, cap;
@@ -92,6 +97,8 @@ static void skip_space(parser *s) {
   const unsigned char *p = s->p, *end = s->end;
   while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
     p++;
+  if (p != s->p)
+    s->noncanon = 1;
   s->p = p;
 }
 
@@ -209,7 +216,7 @@ static int string_escaped(parser *s, const unsigned char *begin,
     switch (p[1]) {
     case '"': one = '"'; break;
     case '\\': one = '\\'; break;
-    case '/': one = '/'; break;
+    case '/': one = '/'; s->noncanon = 1; break;
     case 'b': one = '\b'; break;
     case 'f': one = '\f'; break;
     case 'n': one = '\n'; break;
@@ -217,6 +224,9 @@ static int string_escaped(parser *s, const unsigned char *begin,
     case 't': one = '\t'; break;
     case 'u': {
       uint32_t cp, lo;
+      /* tt_canon writes \u00XX for a few control characters only; any
+       * \u counts as not canonical, which at worst costs a fast path. */
+      s->noncanon = 1;
       if (hex4(p + 2, end, &cp))
         return fail(s, p, "invalid \\u escape");
       const unsigned char *esc = p;
@@ -326,6 +336,8 @@ static int number(parser *s, json_t **out) {
   }
   s->p = p;
   if (!real) {
+    if (neg && p - b == 2 && b[1] == '0') /* "-0": tt_canon writes 0 */
+      s->noncanon = 1;
     /* json_int_t is long long (jansson's default build). */
     const uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
     uint64_t v = 0;
@@ -360,6 +372,12 @@ static int number(parser *s, json_t **out) {
   double d = strtod(s->buf, NULL);
   if (errno == ERANGE && isinf(d))
     return fail(s, b, "real number overflow");
+  if (!s->noncanon) {
+    char c[TT_CANON_REAL_MAX];
+    size_t n = tt_canon_real_text(d, c);
+    if (n != (size_t)(p - b) || memcmp(c, b, n) != 0)
+      s->noncanon = 1;
+  }
   if (!(*out = json_real(d)))
     return out_of_memory(s);
   return 0;
@@ -380,6 +398,8 @@ static int literal(parser *s, const char *word, size_t n, json_t *v,
 static int object(parser *s, json_t **out) {
   json_t *o = json_object(), *v = NULL;
   char *keycopy = NULL;
+  const char *prev = NULL; /* the key before, in the input */
+  size_t prevlen = 0;
   if (!o)
     return out_of_memory(s);
   s->p++; /* '{' */
@@ -400,6 +420,7 @@ static int object(parser *s, json_t **out) {
     if (string_span(s, 0, &key, &klen))
       goto bad;
     if (key == s->buf) {
+      s->noncanon = 1; /* escaped keys are not compared: at worst slower */
       /* The value may reuse the scratch buffer. */
       if (!(keycopy = malloc(klen ? klen : 1))) {
         out_of_memory(s);
@@ -407,6 +428,14 @@ static int object(parser *s, json_t **out) {
       }
       memcpy(keycopy, key, klen);
       key = keycopy;
+    } else if (!s->noncanon) {
+      /* tt_canon sorts keys bytewise, a prefix first. */
+      size_t m = prevlen < klen ? prevlen : klen;
+      int c = prev ? memcmp(prev, key, m) : -1;
+      if (c > 0 || (c == 0 && prevlen >= klen))
+        s->noncanon = 1;
+      prev = key;
+      prevlen = klen;
     }
     if ((s->flags & TT_JSON_REJECT_DUPLICATES) &&
         json_object_getn(o, key, klen)) {
@@ -477,10 +506,15 @@ static int array(parser *s, json_t **out, int stream) {
     return 0;
   }
   for (;;) {
+    const unsigned char *elem = s->p;
+    int outer_noncanon = s->noncanon;
+    s->noncanon = 0;
     if (value(s, &v))
       goto bad;
     if (stream) {
-      int rc = s->each(s->each_ctx, v);
+      tt_json_span span = {(const char *)elem, (size_t)(s->p - elem),
+                           !s->noncanon};
+      int rc = s->each(s->each_ctx, v, &span);
       if (rc) {
         s->each_rc = rc;
         fail(s, s->p, "stopped by the reader of the array");
@@ -490,6 +524,7 @@ static int array(parser *s, json_t **out, int stream) {
       out_of_memory(s);
       goto bad;
     }
+    s->noncanon |= outer_noncanon;
     skip_space(s);
     if (s->p < s->end && *s->p == ',') {
       s->p++;

@@ -46,10 +46,22 @@ typedef struct {
 int tt_json_parse(const char *text, size_t len, unsigned flags, json_t **out,
                   tt_json_error *err);
 
+/* Where a streamed element was in the text. CANONICAL is 1 only when the
+ * bytes are exactly what tt_canon writes for the element (no white space,
+ * keys in its order, its escapes and number forms); 0 may also mean only
+ * that the reader did not check (any \u escape, an escaped key), so it is
+ * a fast path's test, never a refusal. */
+typedef struct {
+  const char *text; /* into the parsed text */
+  size_t len;
+  int canonical;
+} tt_json_span;
+
 /* Receives one element of the streamed array (see tt_json_parse_streamed)
- * and owns it. 0 goes on; any other value stops the parse, which returns
- * it. */
-typedef int (*tt_json_each_fn)(void *ctx, json_t *elem);
+ * and owns it; SPAN is valid during the call. 0 goes on; any other value
+ * stops the parse, which returns it. */
+typedef int (*tt_json_each_fn)(void *ctx, json_t *elem,
+                               const tt_json_span *span);
 
 /* tt_json_parse for a top-level object whose member KEY is usually a long
  * array: when that member is an array, its elements are not collected but

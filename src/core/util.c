@@ -159,10 +159,10 @@ static int canon_string(canon_sink *s, const char *str, size_t len) {
 }
 
 /* jansson's jsonp_dtostr at precision 17, in the "C" locale. */
-static int canon_real(canon_sink *s, double d) {
-  char b[48];
-  int n = snprintf(b, sizeof b - 3, "%.17g", d);
-  if (n < 0 || (size_t)n >= sizeof b - 3) return s->err = TETHER_EINVAL;
+size_t tt_canon_real_text(double d, char out[TT_CANON_REAL_MAX]) {
+  char *b = out;
+  int n = snprintf(b, TT_CANON_REAL_MAX - 3, "%.17g", d);
+  if (n < 0 || (size_t)n >= TT_CANON_REAL_MAX - 3) return 0;
   size_t len = (size_t)n;
   if (!memchr(b, '.', len) && !memchr(b, 'e', len)) {
     b[len++] = '.';
@@ -179,6 +179,13 @@ static int canon_real(canon_sink *s, double d) {
       len -= (size_t)(stop - start);
     }
   }
+  return len;
+}
+
+static int canon_real(canon_sink *s, double d) {
+  char b[TT_CANON_REAL_MAX];
+  size_t len = tt_canon_real_text(d, b);
+  if (!len) return s->err = TETHER_EINVAL;
   return sink_put(s, b, len);
 }
 

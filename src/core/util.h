@@ -61,6 +61,11 @@ int tt_canon_buf(tt_buf *b, const json_t *v, size_t max);
  * and escapes). 0, TETHER_EINVAL when S is not UTF-8, or TETHER_ENOMEM;
  * on error B is as before. */
 int tt_canon_str_buf(tt_buf *b, const char *s, size_t len);
+/* The canonical text of the real D (jansson's "%.17g" form with ".0"
+ * when it has no point or exponent) into OUT, NUL-terminated; its length
+ * (never 0: 0 would mean snprintf failed). */
+#define TT_CANON_REAL_MAX 48
+size_t tt_canon_real_text(double d, char out[TT_CANON_REAL_MAX]);
 /* 1 if A and B are the same JSON value (NULL equals only NULL). */
 int tt_canon_equal(const json_t *a, const json_t *b);
 

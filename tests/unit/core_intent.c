@@ -179,6 +179,31 @@ static void test_hash_is_canon_of_wire_form(void **state) {
     assert_memory_equal(h, want, TT_HASH_LEN);
     free(text);
     json_decref(j);
+    /* The same hash straight from the canonical wire text with "hash". */
+    j = tt_intent_to_json(&in, 1);
+    text = tt_canon_n(j, &len);
+    assert_non_null(text);
+    memset(h, 0, sizeof h);
+    assert_int_equal(tt_intent_hash_text(text, len, h), 0);
+    assert_memory_equal(h, want, TT_HASH_LEN);
+    /* Upper-case hex is not what the intent hashes: not taken. */
+    char *c = strstr(text, "\"client\":\"");
+    assert_non_null(c);
+    c[10] = 'A';
+    assert_int_equal(tt_intent_hash_text(text, len, h), TETHER_EINVAL);
+    c[10] = '0';
+    char *pv = strstr(text, "\"prev\":\"");
+    assert_non_null(pv);
+    char keep = pv[8];
+    pv[8] = 'F';
+    assert_int_equal(tt_intent_hash_text(text, len, h), TETHER_EINVAL);
+    pv[8] = keep;
+    /* Not laid out as the canonical text: cut short, or not an intent. */
+    for (size_t cut = 0; cut < len; cut += 7)
+      assert_int_equal(tt_intent_hash_text(text, cut, h), TETHER_EINVAL);
+    assert_int_equal(tt_intent_hash_text("{}", 2, h), TETHER_EINVAL);
+    free(text);
+    json_decref(j);
     tt_intent_clear(&in);
   }
 }

@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "core/json.h"
+#include "core/util.h"
 #include "tether.h"
 
 #define ALL_FLAGS 8u /* every combination of the three flags */
@@ -1273,6 +1274,100 @@ static void mutate(text_buf *t) {
   }
 }
 
+/* tt_json_span.canonical: whenever it says 1, the element's bytes are
+ * tt_canon of the element (the intent hash fast path relies on it); the
+ * canonical writer's own output without escapes is always recognised;
+ * white space, key order, "-0", reals not in canonical form, "\/" and
+ * duplicate keys are not. */
+typedef struct {
+  int n, canonical[8];
+  int mismatches;
+} span_seen;
+
+static int span_each(void *ctx, json_t *elem, const tt_json_span *span) {
+  span_seen *c = ctx;
+  if (span->canonical) {
+    size_t len;
+    char *t = tt_canon_n(elem, &len);
+    if (!t || len != span->len || memcmp(t, span->text, len) != 0)
+      c->mismatches++;
+    free(t);
+  }
+  if (c->n < 8) c->canonical[c->n] = span->canonical;
+  c->n++;
+  json_decref(elem);
+  return 0;
+}
+
+static void test_streamed_span_canonical(void **state) {
+  (void)state;
+  static const struct {
+    const char *elem;
+    int canonical;
+  } cases[] = {
+      {"{\"a\":1,\"b\":[true,null,\"x\"]}", 1},
+      {"{\"b\":1,\"a\":2}", 0},
+      {"{\"a\":1,\"a\":2}", 0},
+      {"{\"a\":1, \"b\":2}", 0},
+      {"{\"ab\":1,\"a\":2}", 0},
+      {"{\"a\":1,\"ab\":2}", 1},
+      {"-0", 0},
+      {"0", 1},
+      {"1.5", 1},
+      {"1.50", 0},
+      {"1e2", 0},
+      {"100.0", 1},
+      {"\"a\\/b\"", 0},
+      {"\"a\\nb\\\"\"", 1},
+      {"\"\\u0041\"", 0},
+      {"[ 1]", 0},
+      {"{}", 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char body[200];
+    snprintf(body, sizeof body, "{\"k\": [ %s , 7 ] }", cases[i].elem);
+    span_seen c = {0};
+    json_t *out = NULL;
+    assert_int_equal(tt_json_parse_streamed(body, strlen(body), 0, "k",
+                                            span_each, &c, &out, NULL),
+                     0);
+    json_decref(out);
+    assert_int_equal(c.n, 2);
+    if (c.canonical[0] != cases[i].canonical)
+      fail_msg("%s: canonical %d, expected %d", cases[i].elem, c.canonical[0],
+               cases[i].canonical);
+    assert_int_equal(c.canonical[1], 1);
+    assert_int_equal(c.mismatches, 0);
+  }
+  /* Random trees, written by tt_canon and by jansson in other forms. */
+  text_buf t = {NULL, 0, 0};
+  int recognised = 0;
+  for (int i = 0; i < 5000; i++) {
+    json_t *v = rnd_value(0);
+    char *s = i % 2 ? tt_canon(v) : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    json_decref(v);
+    if (!s) continue; /* tt_canon refuses what is not UTF-8 */
+    t.len = 0;
+    puts_(&t, "{\"k\":[");
+    puts_(&t, s);
+    puts_(&t, "]}");
+    span_seen c = {0};
+    json_t *out = NULL;
+    if (tt_json_parse_streamed(t.b, t.len, TT_JSON_ALLOW_NUL, "k", span_each,
+                               &c, &out, NULL) == 0) {
+      assert_int_equal(c.mismatches, 0);
+      if (i % 2 && !strchr(s, '\\')) {
+        if (!c.canonical[0]) fail_msg("not recognised: %s", s);
+        recognised++;
+      }
+    }
+    json_decref(out);
+    free(s);
+  }
+  free(t.b);
+  assert_true(recognised > 500);
+}
+
 static void test_random_differential(void **state) {
   (void)state;
   const int inputs = 20000;
@@ -1400,6 +1495,7 @@ int main(void) {
       cmocka_unit_test(test_error_positions),
       cmocka_unit_test(test_out_of_memory),
       cmocka_unit_test(test_random_differential),
+      cmocka_unit_test(test_streamed_span_canonical),
       cmocka_unit_test(test_locale_comma),
       cmocka_unit_test(test_locale_multibyte_point),
   };
