@@ -100,6 +100,16 @@ int tt_http_client_new(const char *base_url, const tt_http_client_opts *opts,
   return 0;
 }
 
+int tt_http_client_sibling(const tt_http_client *c, tt_http_client **out) {
+  *out = NULL;
+  if (c == NULL)
+    return TETHER_EINVAL;
+  int rc = tt_http_client_new(c->base, &c->o, out);
+  if (rc == 0)
+    (*out)->server_zstd = c->server_zstd;
+  return rc;
+}
+
 void tt_http_client_free(tt_http_client *c) {
   if (c == NULL)
     return;

@@ -28,6 +28,11 @@ typedef struct {
  * is NULL. Free with tt_http_client_free. */
 int tt_http_client_new(const char *base_url, const tt_http_client_opts *opts,
                        tt_http_client **out);
+/* A client of the same server with the same options and its own
+ * connection, for a second request in flight at once (a client is used by
+ * one thread at a time). It starts knowing what C knows of the server's
+ * zstd. On failure *out is NULL. Free with tt_http_client_free. */
+int tt_http_client_sibling(const tt_http_client *c, tt_http_client **out);
 /* NULL is a no-op. */
 void tt_http_client_free(tt_http_client *c);
 

@@ -36,11 +36,18 @@
 #define BODY_INITIAL_CAP 16384u
 #define BODY_PREALLOC_MAX ((size_t)1 << 20)
 
+/* How long a push sent "ahead" (PROTOCOL.md) may wait for the push it
+ * follows when it finds a gap before it. That push is normally a few
+ * milliseconds behind; past this the gap is answered as usual and the
+ * replica pushes those intents again. */
+#define DEFAULT_AHEAD_WAIT_MS 2000u
+
 /* One queued push: the handler thread owns it on its stack and waits until
  * the committer sets DONE. */
 typedef struct push_waiter {
   tt_push_job job;
   int done;
+  uint64_t wait_until; /* CLOCK_MONOTONIC ms; 0 = a gap is answered at once */
   struct push_waiter *next;
 } push_waiter;
 
@@ -54,11 +61,13 @@ struct tt_http_server {
   unsigned max_conns;
   size_t max_batch;
   uint32_t max_wait_ms;
+  uint32_t ahead_wait_ms;
   void (*log)(void *ctx, const char *level, const char *msg);
   void *log_ctx;
 
   pthread_mutex_t mu;
-  pthread_cond_t queue_cond;  /* committer: jobs arrived or stop */
+  pthread_cond_t queue_cond;  /* committer: jobs arrived or stop
+                                 (CLOCK_MONOTONIC) */
   pthread_cond_t done_cond;   /* handlers: a group commit finished */
   pthread_cond_t commit_cond; /* long-polls (CLOCK_MONOTONIC) */
   push_waiter *head, *tail;   /* guarded by mu */
@@ -69,6 +78,9 @@ struct tt_http_server {
   pthread_t committer;
   tt_push_job *batch;         /* committer-only scratch, max_batch long */
   push_waiter **batch_w;
+  /* Committer-only: pushes sent ahead that were deferred (their replica's
+   * previous push had not committed), oldest first. */
+  push_waiter *parked, *parked_tail;
 
   atomic_size_t buffered; /* request bytes held, at most max_buffered */
   atomic_uint_fast64_t req_bytes;
@@ -120,6 +132,17 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
     if (*p == '\n' || *p == '\r')
       *p = ' ';
   h->log(h->log_ctx, "warn", msg);
+}
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct timespec mono_at(uint64_t ms) {
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  return ts;
 }
 
 static uint64_t wall_ms(void) {
@@ -264,24 +287,79 @@ static enum MHD_Result send_result(tt_http_server *h,
 
 /* ---- group commit ------------------------------------------------------- */
 
+static void park(tt_http_server *h, push_waiter *w) {
+  w->next = NULL;
+  if (h->parked_tail)
+    h->parked_tail->next = w;
+  else
+    h->parked = w;
+  h->parked_tail = w;
+}
+
+static uint64_t parked_until(const tt_http_server *h) {
+  uint64_t t = UINT64_MAX;
+  for (const push_waiter *w = h->parked; w; w = w->next)
+    if (w->wait_until < t)
+      t = w->wait_until;
+  return t;
+}
+
+/* Waits, with MU held, until there is a group commit to run. RETRY: the
+ * last one committed something, so parked pushes may follow on now.
+ * 0 when stopping with nothing left. */
+static int wait_for_work(tt_http_server *h, int retry) {
+  for (;;) {
+    if (h->head)
+      return 1;
+    if (h->parked == NULL) {
+      if (h->committer_stop)
+        return 0;
+      pthread_cond_wait(&h->queue_cond, &h->mu);
+      continue;
+    }
+    /* Only a commit moves a replica's chain head, so parked pushes are
+     * worth another try only after one, or once their wait is over. */
+    if (retry || h->stopping || h->committer_stop)
+      return 1;
+    uint64_t until = parked_until(h);
+    if (mono_ms() >= until)
+      return 1;
+    struct timespec at = mono_at(until);
+    pthread_cond_timedwait(&h->queue_cond, &h->mu, &at);
+    retry = 0;
+  }
+}
+
 static void *committer_main(void *arg) {
   tt_http_server *h = arg;
+  int retry = 0;
   pthread_mutex_lock(&h->mu);
   for (;;) {
-    while (h->head == NULL && !h->committer_stop)
-      pthread_cond_wait(&h->queue_cond, &h->mu);
-    if (h->head == NULL)
+    if (!wait_for_work(h, retry))
       break; /* stopping and drained */
+    /* New pushes first, then the parked ones: a push sent ahead usually
+     * follows one that has just arrived, and both then commit together. */
     size_t n = 0;
     while (h->head != NULL && n < h->max_batch) {
       push_waiter *w = h->head;
       h->head = w->next;
-      h->batch_w[n] = w;
-      h->batch[n] = w->job;
-      n++;
+      h->batch_w[n++] = w;
     }
     if (h->head == NULL)
       h->tail = NULL;
+    while (h->parked != NULL && n < h->max_batch) {
+      push_waiter *w = h->parked;
+      h->parked = w->next;
+      h->batch_w[n++] = w;
+    }
+    if (h->parked == NULL)
+      h->parked_tail = NULL;
+    uint64_t now = mono_ms();
+    int no_wait = h->stopping || h->committer_stop;
+    for (size_t i = 0; i < n; i++) {
+      h->batch[i] = h->batch_w[i]->job;
+      h->batch[i].may_wait = !no_wait && h->batch_w[i]->wait_until > now;
+    }
     pthread_mutex_unlock(&h->mu);
 
     int rc = tt_server_push(h->srv, h->batch, n, wall_ms());
@@ -290,9 +368,16 @@ static void *committer_main(void *arg) {
             tether_strerror(rc));
 
     pthread_mutex_lock(&h->mu);
+    retry = 0;
     for (size_t i = 0; i < n; i++) {
-      h->batch_w[i]->job = h->batch[i];
-      h->batch_w[i]->done = 1;
+      push_waiter *w = h->batch_w[i];
+      w->job = h->batch[i];
+      if (w->job.deferred) {
+        park(h, w);
+        continue;
+      }
+      w->done = 1;
+      retry |= w->job.status == 200;
     }
     h->generation++;
     pthread_cond_broadcast(&h->done_cond);
@@ -308,6 +393,8 @@ static enum MHD_Result handle_push(tt_http_server *h,
   push_waiter w;
   memset(&w, 0, sizeof w);
   w.job.prep = prep;
+  if (tt_push_prep_ahead(prep))
+    w.wait_until = mono_ms() + h->ahead_wait_ms;
   pthread_mutex_lock(&h->mu);
   if (h->committer_stop) {
     pthread_mutex_unlock(&h->mu);
@@ -806,6 +893,7 @@ int tt_http_server_start(tt_server *srv, const tt_http_server_opts *opts,
   h->max_buffered = o.max_buffered ? o.max_buffered : DEFAULT_MAX_BUFFERED;
   h->max_batch = o.max_batch ? o.max_batch : DEFAULT_MAX_BATCH;
   h->max_wait_ms = o.max_wait_ms ? o.max_wait_ms : DEFAULT_MAX_WAIT_MS;
+  h->ahead_wait_ms = o.ahead_wait_ms ? o.ahead_wait_ms : DEFAULT_AHEAD_WAIT_MS;
   h->log = o.log;
   h->log_ctx = o.log_ctx;
   unsigned max_conns = o.max_conns ? o.max_conns : DEFAULT_MAX_CONNS;
@@ -829,7 +917,12 @@ int tt_http_server_start(tt_server *srv, const tt_http_server_opts *opts,
     goto fail;
   }
   mu_ok = 1;
-  if (pthread_cond_init(&h->queue_cond, NULL) != 0) {
+  pthread_condattr_t qa;
+  pthread_condattr_init(&qa);
+  pthread_condattr_setclock(&qa, CLOCK_MONOTONIC);
+  int qerr = pthread_cond_init(&h->queue_cond, &qa);
+  pthread_condattr_destroy(&qa);
+  if (qerr != 0) {
     rc = TETHER_ENOMEM;
     goto fail;
   }
@@ -955,6 +1048,7 @@ void tt_http_server_stop(tt_http_server *h) {
   pthread_mutex_lock(&h->mu);
   h->stopping = 1;
   pthread_cond_broadcast(&h->commit_cond);
+  pthread_cond_signal(&h->queue_cond); /* parked pushes are answered now */
   pthread_mutex_unlock(&h->mu);
   /* 2. Stop accepting and join every connection thread; the committer is
    * still running, so pushes already queued get their durable answer. */

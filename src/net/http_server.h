@@ -32,6 +32,9 @@ typedef struct {
   unsigned max_conns;
   size_t max_batch;       /* push jobs in one group commit; 0 = 256 */
   uint32_t max_wait_ms;   /* long-poll cap; 0 = 60000 */
+  /* How long a push sent "ahead" (PROTOCOL.md) that finds a gap before it
+   * waits for the push it follows to commit; 0 = 2000 */
+  uint32_t ahead_wait_ms;
   /* Log sink as in tether_server_opts; may be NULL. */
   void (*log)(void *ctx, const char *level, const char *msg);
   void *log_ctx;

@@ -156,6 +156,35 @@ static int prefetch_start(inflight *f, tt_replica *r, tt_http_client *c,
   return inflight_start(f, c, "/v1/pull", body, len, release);
 }
 
+/* Pushes in flight at once when the server takes pushes sent "ahead"
+ * (PROTOCOL.md): it then reads and checks the next one while it commits
+ * the one before, and this replica records outcomes meanwhile. */
+#define PUSH_WINDOW 2
+
+/* A push on the wire, not answered yet. Slots stay put while their thread
+ * runs (it writes into F). */
+typedef struct {
+  tt_push_body req; /* lo, hi, n; the text is F's */
+  inflight f;
+  tt_http_client *client;
+  int ahead;
+} sent_push;
+
+static int is_gap(int status, const json_t *resp) {
+  const char *e = json_string_value(json_object_get(resp, "error"));
+  return status == 409 && e && strcmp(e, "gap") == 0;
+}
+
+/* Waits for every push still on the wire and drops its answer: its
+ * intents stay in the outbox and go again later (as duplicates, with the
+ * outcomes the server kept, if it applied them). */
+static void drop_sent(sent_push *q, size_t *head, size_t *nq) {
+  for (; *nq > 0; (*nq)--, *head = (*head + 1) % PUSH_WINDOW) {
+    inflight_finish(&q[*head].f, 0, NULL, NULL, NULL, 0);
+    tt_push_body_clear(&q[*head].req);
+  }
+}
+
 static int push_pages(tt_replica *r, tt_http_client *c,
                       const tether_sync_opts *o, json_t **spent, char *errbuf,
                       size_t errlen) {
@@ -166,18 +195,24 @@ static int push_pages(tt_replica *r, tt_http_client *c,
   tt_push_body req;
   json_t *resp = NULL; /* the answer to REQ, when it was sent ahead */
   int status = 0;
+  sent_push q[PUSH_WINDOW];
+  size_t head = 0, nq = 0;
+  tt_http_client *sibling = NULL; /* the second connection, made when used */
+  int may_send_ahead = 1;
   memset(&req, 0, sizeof req);
   if (total > 0)
     progress(o, "push", 0, total);
   for (;;) {
     if (!resp) {
-      rc = tt_replica_push_body(r, TT_SYNC_PUSH_BATCH, 0, &req);
-      if (rc == TETHER_ENOTFOUND)
-        return 0; /* outbox empty */
+      rc = tt_replica_push_body(r, TT_SYNC_PUSH_BATCH, 0, 0, &req);
+      if (rc == TETHER_ENOTFOUND) {
+        rc = 0; /* outbox empty */
+        goto out;
+      }
       if (rc != 0) {
         tt_errf(errbuf, errlen, "cannot build the push request: %s",
                 tether_strerror(rc));
-        return rc;
+        goto out;
       }
       if (!tt_http_client_server_zstd(c) && req.n >= TT_SYNC_PROBE_INTENTS) {
         /* The client compresses only once it has seen the server's
@@ -192,7 +227,7 @@ static int push_pages(tt_replica *r, tt_http_client *c,
         json_decref(h);
         if (rc == TETHER_EUNREACHABLE) {
           tt_push_body_clear(&req);
-          return rc;
+          goto out;
         }
         if (errbuf && errlen)
           errbuf[0] = '\0';
@@ -201,24 +236,39 @@ static int push_pages(tt_replica *r, tt_http_client *c,
                              &resp, errbuf, errlen);
       if (rc != 0) {
         tt_push_body_clear(&req);
-        return rc; /* nothing handed to the replica: nothing changed */
+        goto out; /* nothing handed to the replica: nothing changed */
       }
     }
-    /* The next push goes out while this answer is applied, when the server
-     * keeps outcomes the replica has not recorded yet ("seen_ok",
-     * PROTOCOL.md): it is sent only now that this one is committed, so the
-     * server still sees the pushes in order. */
-    inflight f;
-    tt_push_body next;
-    memset(&next, 0, sizeof next);
-    int ahead = status == 200 &&
-                json_is_true(json_object_get(resp, "seen_ok")) &&
-                tt_replica_push_body(r, TT_SYNC_PUSH_BATCH, req.hi + 1,
-                                     &next) == 0;
-    if (ahead) {
-      ahead = inflight_start(&f, c, "/v1/push", next.text, next.len, *spent);
-      next.text = NULL; /* taken over (or freed) by inflight_start */
+    /* More pushes go out before this answer is applied. With "seen_ok"
+     * (the server keeps outcomes the replica has not recorded yet) one,
+     * sent only now that this push is committed; with "ahead_ok" too, a
+     * second one before the first is answered, which the server holds
+     * until the one before it commits. */
+    int seen_ok =
+        status == 200 && json_is_true(json_object_get(resp, "seen_ok"));
+    int ahead_ok = seen_ok && may_send_ahead &&
+                   json_is_true(json_object_get(resp, "ahead_ok"));
+    size_t window = ahead_ok ? PUSH_WINDOW : (size_t)seen_ok;
+    if (window > 1 && !sibling && tt_http_client_sibling(c, &sibling) != 0)
+      window = 1;
+    while (nq < window) {
+      size_t slot = (head + nq) % PUSH_WINDOW;
+      sent_push *s = &q[slot];
+      uint64_t from =
+          (nq ? q[(slot + PUSH_WINDOW - 1) % PUSH_WINDOW].req.hi : req.hi) + 1;
+      memset(s, 0, sizeof *s);
+      s->ahead = nq > 0; /* the push before it is still unanswered */
+      s->client = nq > 0 && q[head].client == c ? sibling : c;
+      if (tt_replica_push_body(r, TT_SYNC_PUSH_BATCH, from, s->ahead,
+                               &s->req) != 0)
+        break; /* nothing left, or the next round says what is wrong */
+      int started = inflight_start(&s->f, s->client, "/v1/push", s->req.text,
+                                   s->req.len, *spent);
+      s->req.text = NULL; /* taken over (or freed) by inflight_start */
       *spent = NULL;
+      if (!started)
+        break;
+      nq++;
     }
     uint64_t before = tt_replica_outbox_len(r);
     /* Fails for every status but 200 (push_done's contract). */
@@ -229,37 +279,55 @@ static int push_pages(tt_replica *r, tt_http_client *c,
     *spent = resp;
     resp = NULL;
     tt_push_body_clear(&req);
-    int next_status = 0, next_rc = 0;
-    json_t *next_resp = NULL;
-    if (ahead)
-      next_rc = inflight_finish(&f, rc == 0, &next_status, &next_resp,
-                                rc == 0 ? errbuf : NULL, errlen);
-    if (rc != 0)
-      return rc; /* an answer sent ahead is dropped: re-pushed later */
+    if (rc != 0) {
+      drop_sent(q, &head, &nq);
+      goto out;
+    }
     uint64_t after = tt_replica_outbox_len(r);
     if (after < before) {
       done += before - after;
       stalls = 0;
       progress(o, "push", done, total);
     } else if (++stalls >= MAX_STALLS) {
-      json_decref(next_resp);
-      tt_push_body_clear(&next);
+      drop_sent(q, &head, &nq);
       tt_errf(errbuf, errlen,
               "push made no progress: the server answered without "
               "acknowledging any of this replica's intents; local changes "
               "are kept, check the server");
-      return TETHER_EPROTO;
+      rc = TETHER_EPROTO;
+      goto out;
     }
-    if (ahead) {
-      if (next_rc != 0) {
-        tt_push_body_clear(&next);
-        return next_rc; /* nothing of it was handed to the replica */
-      }
-      req = next;
-      resp = next_resp;
-      status = next_status;
+    if (nq == 0)
+      continue; /* the next push is built and sent above */
+    /* The answers are applied in the order the pushes went out. */
+    sent_push *s = &q[head];
+    int next_status = 0;
+    json_t *next_resp = NULL;
+    rc = inflight_finish(&s->f, 1, &next_status, &next_resp, errbuf, errlen);
+    req = s->req;
+    int was_ahead = s->ahead;
+    memset(&s->req, 0, sizeof s->req);
+    head = (head + 1) % PUSH_WINDOW;
+    nq--;
+    if (rc != 0) {
+      drop_sent(q, &head, &nq);
+      goto out; /* nothing of it was handed to the replica */
     }
+    if (was_ahead && is_gap(next_status, next_resp)) {
+      /* The server stopped waiting for the push before it (PROTOCOL.md):
+       * nothing of it was applied. Go on one push at a time, from the
+       * outbox. */
+      json_decref(next_resp);
+      drop_sent(q, &head, &nq);
+      may_send_ahead = 0;
+      continue;
+    }
+    resp = next_resp;
+    status = next_status;
   }
+out:
+  tt_http_client_free(sibling);
+  return rc;
 }
 
 static int pull_pages(tt_replica *r, tt_http_client *c,

@@ -6,13 +6,17 @@
  * Pull pages are pipelined: the request for page k+1 is built from page
  * k's answer and sent (on a second thread) while page k is applied, so
  * that server and replica work at the same time. Pushes are pipelined
- * the same way once the server has said "seen_ok": push k+1 is sent when
- * push k's answer has arrived (so the server still sees them in order) and
- * while that answer is being applied; its "seen" tells the server which
- * outcomes it may forget, since its first seq no longer does
- * (PROTOCOL.md). An answer that arrives after the previous one failed to
- * apply is dropped: those intents are pushed again, and their kept
- * outcomes returned as duplicates. */
+ * too once the server has said "seen_ok": push k+1 is sent when push k's
+ * answer has arrived and while that answer is being applied; its "seen"
+ * tells the server which outcomes it may forget, since its first seq no
+ * longer does (PROTOCOL.md). When the server has also said "ahead_ok",
+ * two pushes are kept in flight on two connections: k+2 goes out "ahead"
+ * before k+1 is answered, and the server holds it until k+1 has
+ * committed, so it reads one push while it commits the other. Answers are
+ * applied in order. An answer that arrives after the previous one failed
+ * to apply is dropped: those intents are pushed again, and their kept
+ * outcomes returned as duplicates. A push sent ahead that the server
+ * stopped holding (409 gap) ends the pipelining for this sync. */
 #ifndef TT_NET_SYNC_H
 #define TT_NET_SYNC_H
 

@@ -109,8 +109,9 @@ int tt_replica_push_done(tt_replica *r, const json_t *req, int status,
 /* The same request as wire text, spliced from the stored intents without
  * parsing them (what sync sends). It starts at the first unacknowledged
  * seq, or at FROM when that is later (0 = no later start): a caller may
- * build the next request while the previous one is on the wire.
- * TETHER_ENOTFOUND when nothing is left from there. */
+ * build the next request while the previous one is on the wire. AHEAD 1
+ * marks it "ahead": true, sent before the previous one was answered
+ * (PROTOCOL.md). TETHER_ENOTFOUND when nothing is left from there. */
 typedef struct {
   char *text; /* malloc'd, NUL-terminated; tt_push_body_clear frees it */
   size_t len;
@@ -118,7 +119,7 @@ typedef struct {
   size_t n;
 } tt_push_body;
 int tt_replica_push_body(tt_replica *r, size_t max_intents, uint64_t from,
-                         tt_push_body *out);
+                         int ahead, tt_push_body *out);
 void tt_push_body_clear(tt_push_body *b);
 /* tt_replica_push_done for a request that carried seqs LO..HI. */
 int tt_replica_push_done_range(tt_replica *r, uint64_t lo, uint64_t hi,

@@ -57,7 +57,7 @@ void tt_push_body_clear(tt_push_body *b) {
 }
 
 int tt_replica_push_body(tt_replica *r, size_t max_intents, uint64_t from,
-                         tt_push_body *out) {
+                         int ahead, tt_push_body *out) {
   if (!out) return TETHER_EINVAL;
   memset(out, 0, sizeof *out);
   if (!r) return TETHER_EINVAL;
@@ -81,7 +81,10 @@ int tt_replica_push_body(tt_replica *r, size_t max_intents, uint64_t from,
     goto out;
   }
   static const char start[] = "{\"intents\":[";
-  if ((rc = tt_buf_add(&body, start, sizeof start - 1))) goto out;
+  static const char start_ahead[] = "{\"ahead\":true,\"intents\":[";
+  if ((rc = ahead ? tt_buf_add(&body, start_ahead, sizeof start_ahead - 1)
+                  : tt_buf_add(&body, start, sizeof start - 1)))
+    goto out;
   uint64_t lo = c.expect;
   uint8_t sk[8];
   tt_r_seqkey(sk, c.expect);
@@ -121,7 +124,7 @@ int tt_replica_push_request(tt_replica *r, size_t max_intents, json_t **req) {
   if (!req) return TETHER_EINVAL;
   *req = NULL;
   tt_push_body b;
-  int rc = tt_replica_push_body(r, max_intents, 0, &b);
+  int rc = tt_replica_push_body(r, max_intents, 0, 0, &b);
   if (rc) return rc;
   json_t *o = tt_json_load(b.text, b.len, 0);
   tt_push_body_clear(&b);

@@ -121,6 +121,8 @@ typedef struct {
   unsigned char *hash_ok;
   size_t rep;          /* index in batch.reps */
   int valid;           /* passed the checks so far: its intents will run */
+  int ahead;           /* the request said "ahead": true (sent before the
+                          answer to the replica's previous push) */
   int early;           /* answered 200 before its commit (planted bug) */
   int corrupt;         /* a dedupe record it needs is unreadable: 500 */
   int failed;          /* its own error in step 3 (TETHER_E*): 503 */
@@ -195,8 +197,8 @@ static int job_fail(tt_push_job *job, int status, json_t *body) {
 /* ---- step 1: the shape of each job, no store ---------------------------- */
 
 /* The envelope of a request: "v", "replica", "intents" (an array; N is
- * the number of its elements, which the streamed reader did not keep) and
- * "seen". 0, 1 (JOB answered with a 4xx) or TETHER_ENOMEM. */
+ * the number of its elements, which the streamed reader did not keep),
+ * "seen" and "ahead". 0, 1 (JOB answered with a 4xx) or TETHER_ENOMEM. */
 static int check_envelope(tt_push_job *job, jstate *js, const json_t *req,
                           size_t n, uint64_t *seen) {
   const json_t *v, *rep;
@@ -234,6 +236,11 @@ static int check_envelope(tt_push_job *job, jstate *js, const json_t *req,
                     tt_srv_error("invalid",
                                  "seen: non-negative integer expected"));
   *seen = sj ? (uint64_t)json_integer_value(sj) : UINT64_MAX;
+  const json_t *aj = json_object_get(req, "ahead");
+  if (aj && !json_is_boolean(aj))
+    return job_fail(job, 400,
+                    tt_srv_error("invalid", "ahead: true or false expected"));
+  js->ahead = json_is_true(aj);
   return 0;
 }
 
@@ -423,6 +430,10 @@ done:
     jstate_clear(&p->js);
   *out = p;
   return 0;
+}
+
+int tt_push_prep_ahead(const tt_push_prep *p) {
+  return p && p->answer.status == 0 && p->js.ahead;
 }
 
 void tt_push_prep_free(tt_push_prep *p) {
@@ -1416,7 +1427,8 @@ static json_t *ok_body(const jstate *js) {
       json_object_set_new_nocheck(j, "acked",
                                   json_integer((json_int_t)js->acked)) ||
       json_object_set_nocheck(j, "outcomes", arr) ||
-      json_object_set_new_nocheck(j, "seen_ok", json_true())) {
+      json_object_set_new_nocheck(j, "seen_ok", json_true()) ||
+      json_object_set_new_nocheck(j, "ahead_ok", json_true())) {
     json_decref(j);
     j = NULL;
   }
@@ -1641,8 +1653,8 @@ static void answer(batch *b, int rc) {
     json_t *body;
     int status;
 
-    if (!js->valid && job->status)
-      continue; /* answered by its checks */
+    if (!js->valid && (job->status || job->deferred))
+      continue; /* answered by its checks, or to be run again */
     if (!js->valid) {
       /* never reached: the batch stopped before (out of memory) */
       status = 503;
@@ -1727,6 +1739,7 @@ int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
   for (size_t i = 0; i < njobs; i++) {
     jobs[i].status = 0;
     jobs[i].response = NULL;
+    jobs[i].deferred = 0;
   }
   b.js = calloc(njobs, sizeof *b.js);
   if (!b.js) {
@@ -1760,6 +1773,15 @@ int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
   for (size_t i = 0; i < njobs && !rc; i++) {
     if (!b.js[i].valid)
       continue;
+    if (jobs[i].may_wait && b.js[i].ahead && jobs[i].prep &&
+        b.js[i].in[0].seq > b.reps[b.js[i].rep].rec.last_seq + 1) {
+      /* Sent ahead: the push it follows has not committed yet. Its checked
+       * intents go back into its prep, to be run again as they are. */
+      jobs[i].prep->js = b.js[i];
+      memset(&b.js[i], 0, sizeof b.js[i]);
+      jobs[i].deferred = 1;
+      continue;
+    }
     rc = check_chain(&b, &jobs[i], &b.js[i]);
     if (rc == 1) {
       nbad++;

@@ -102,14 +102,25 @@ typedef struct tt_push_prep tt_push_prep;
  * (NULL is fine) once the job that carried it is answered. */
 int tt_server_push_prepare(const char *body, size_t len, tt_push_prep **out);
 void tt_push_prep_free(tt_push_prep *p);
+/* 1 when P holds a request that says "ahead": true (PROTOCOL.md): its
+ * sender may not have had the answer to its previous push yet, so a gap
+ * before it may be that push still on its way (tt_push_job.may_wait). */
+int tt_push_prep_ahead(const tt_push_prep *p);
 
 /* One push request of a group commit. */
 typedef struct {
   const json_t *request; /* in: the parsed body (borrowed), or NULL with: */
   tt_push_prep *prep;    /* in: the prepared body (borrowed); its intents
                             are taken by tt_server_push */
+  int may_wait;          /* in: a prepared "ahead" request that finds a
+                            gap before it is deferred, not refused */
   int status;            /* out: HTTP status (200, 400, 409, 503, ...) */
   json_t *response;      /* out: body; caller releases with json_decref */
+  int deferred;          /* out: 1 = not run, no answer (status 0): its
+                            replica's chain head is still below its first
+                            seq; its prep is intact, so the caller may run
+                            it again once another push commits, or with
+                            may_wait 0 to answer it */
 } tt_push_job;
 
 /* Applies the jobs in order as ONE group commit (push.c tells how):

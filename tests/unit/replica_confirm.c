@@ -502,7 +502,7 @@ static void refused_unchanged(fx *f, uint64_t lo, uint64_t hi, json_t *outs) {
 
 static char *body_text(fx *f, uint64_t *lo, uint64_t *hi) {
   tt_push_body b;
-  assert_int_equal(tt_replica_push_body(f->r, 0, 0, &b), 0);
+  assert_int_equal(tt_replica_push_body(f->r, 0, 0, 0, &b), 0);
   char *s = b.text;
   if (lo) *lo = b.lo;
   if (hi) *hi = b.hi;

@@ -32,7 +32,7 @@ static void writes(fx *f, int n) {
 static tt_push_body body(fx *f, size_t max, uint64_t from) {
   tt_push_body b;
   memset(&b, 0x5a, sizeof b);
-  int rc = tt_replica_push_body(f->r, max, from, &b);
+  int rc = tt_replica_push_body(f->r, max, from, 0, &b);
   if (rc) print_error("push_body: %s\n", tether_strerror(rc));
   assert_int_equal(rc, 0);
   assert_non_null(b.text);
@@ -82,7 +82,7 @@ static json_t *body_json(const tt_push_body *b) {
 static void expect_no_body(fx *f, size_t max, uint64_t from, int want) {
   tt_push_body b;
   memset(&b, 0x5a, sizeof b);
-  assert_int_equal(tt_replica_push_body(f->r, max, from, &b), want);
+  assert_int_equal(tt_replica_push_body(f->r, max, from, 0, &b), want);
   assert_null(b.text);
   assert_int_equal(b.len, 0);
   assert_int_equal(b.n, 0);
@@ -103,7 +103,7 @@ static json_t *applied_resp(uint64_t lo, uint64_t hi) {
 static char *push_state(fx *f) {
   json_t *s = json_object();
   tt_push_body b;
-  int rc = tt_replica_push_body(f->r, 0, 0, &b);
+  int rc = tt_replica_push_body(f->r, 0, 0, 0, &b);
   json_object_set_new(s, "rc", json_integer(rc));
   json_object_set_new(s, "body", json_string(rc ? "" : b.text));
   tt_push_body_clear(&b);
@@ -125,7 +125,7 @@ static void test_body_empty_then_all(void **state) {
   fx *f = *state;
   expect_no_body(f, 0, 0, TETHER_ENOTFOUND);
   expect_no_body(f, 5, 1, TETHER_ENOTFOUND);
-  assert_int_equal(tt_replica_push_body(f->r, 0, 0, NULL), TETHER_EINVAL);
+  assert_int_equal(tt_replica_push_body(f->r, 0, 0, 0, NULL), TETHER_EINVAL);
 
   const int K = 5;
   writes(f, K);
