@@ -494,6 +494,109 @@ static void test_chain_continues(void **state) {
   }
 }
 
+/* A push sent "ahead" that finds a gap before it is held while the caller
+ * lets it wait (deferred: no answer, nothing changes, its prep intact), is
+ * run once the push before it has committed, and without may_wait gets
+ * the usual 409 gap at once. PROTOCOL.md "Pushes in flight". */
+static tt_push_prep *ahead_prep(th_rep *r, size_t n) {
+  json_t *arr = intents_of(r, n);
+  char *t = dumps(arr);
+  json_decref(arr);
+  char *b = fmt("{\"ahead\":true,\"intents\":%s,\"replica\":\"%s\",\"v\":1}",
+                t, r->hex);
+  tt_push_prep *p = prepare(b, strlen(b));
+  assert_int_equal(tt_push_prep_ahead(p), 1);
+  free(t);
+  free(b);
+  return p;
+}
+
+static void test_ahead_deferred(void **state) {
+  (void)state;
+  pp_pair pp;
+  th_rep r;
+
+  for (unsigned parts = 1; parts <= 4; parts += 3) {
+    pair_open(&pp, parts);
+    th_rep_init(&r, 6);
+    char *b1 = body_next(&r, 3); /* seqs 1-3 */
+    tt_push_job ah = {.prep = ahead_prep(&r, 4), .may_wait = 1}; /* 4-7 */
+
+    assert_int_equal(tt_server_push(pp.p->srv, &ah, 1, TH_NOW), 0);
+    assert_int_equal(ah.deferred, 1);
+    assert_int_equal(ah.status, 0);
+    assert_null(ah.response);
+    assert_int_equal(last_seq(pp.p, &r), 0);
+
+    /* held behind the push it follows, in one group commit: that one
+     * commits, the held one waits for the next */
+    tt_push_job jobs[2] = {ah, {.prep = prepare(b1, strlen(b1))}};
+    assert_int_equal(tt_server_push(pp.p->srv, jobs, 2, TH_NOW), 0);
+    assert_int_equal(jobs[0].deferred, 1);
+    assert_null(jobs[0].response);
+    assert_int_equal(jobs[1].status, 200);
+    assert_true(json_is_true(json_object_get(jobs[1].response, "ahead_ok")));
+    assert_int_equal(last_seq(pp.p, &r), 3);
+    json_decref(jobs[1].response);
+    tt_push_prep_free(jobs[1].prep);
+
+    assert_int_equal(tt_server_push(pp.p->srv, &jobs[0], 1, TH_NOW), 0);
+    assert_int_equal(jobs[0].deferred, 0);
+    assert_int_equal(jobs[0].status, 200);
+    assert_int_equal(th_int(jobs[0].response, "acked"), 7);
+    assert_int_equal(json_array_size(json_object_get(jobs[0].response,
+                                                     "outcomes")),
+                     4);
+    assert_int_equal(last_seq(pp.p, &r), 7);
+    json_decref(jobs[0].response);
+    tt_push_prep_free(jobs[0].prep);
+
+    /* a real gap: held while it may wait, 409 once it may not */
+    json_decref(intents_of(&r, 1)); /* seq 8 never sent */
+    tt_push_job gap = {.prep = ahead_prep(&r, 2), .may_wait = 1};
+    assert_int_equal(tt_server_push(pp.p->srv, &gap, 1, TH_NOW), 0);
+    assert_int_equal(gap.deferred, 1);
+    gap.may_wait = 0;
+    assert_int_equal(tt_server_push(pp.p->srv, &gap, 1, TH_NOW), 0);
+    assert_int_equal(gap.deferred, 0);
+    assert_int_equal(gap.status, 409);
+    assert_string_equal(th_str(gap.response, "error"), "gap");
+    assert_int_equal(th_int(gap.response, "expected"), 8);
+    assert_int_equal(last_seq(pp.p, &r), 7);
+    json_decref(gap.response);
+    tt_push_prep_free(gap.prep);
+
+    /* may_wait alone changes nothing for a push not sent ahead */
+    char *plain = body_next(&r, 1);
+    tt_push_job pj = {.prep = prepare(plain, strlen(plain)), .may_wait = 1};
+    assert_int_equal(tt_server_push(pp.p->srv, &pj, 1, TH_NOW), 0);
+    assert_int_equal(pj.deferred, 0);
+    assert_int_equal(pj.status, 409);
+    json_decref(pj.response);
+    tt_push_prep_free(pj.prep);
+
+    /* "ahead" is a boolean */
+    json_t *one = intents_of(&r, 1);
+    char *ot = dumps(one);
+    json_decref(one);
+    char *bad = fmt("{\"ahead\":1,\"intents\":%s,\"replica\":\"%s\",\"v\":1}",
+                    ot, r.hex);
+    tt_push_job bj = {.prep = prepare(bad, strlen(bad)), .may_wait = 1};
+    assert_int_equal(tt_push_prep_ahead(bj.prep), 0);
+    assert_int_equal(tt_server_push(pp.p->srv, &bj, 1, TH_NOW), 0);
+    assert_int_equal(bj.status, 400);
+    assert_string_equal(th_str(bj.response, "error"), "invalid");
+    assert_non_null(strstr(th_str(bj.response, "message"), "ahead"));
+    json_decref(bj.response);
+    tt_push_prep_free(bj.prep);
+    free(ot);
+    free(bad);
+    free(plain);
+    free(b1);
+    pair_close(&pp);
+  }
+}
+
 static void test_envelope_key_order(void **state) {
   (void)state;
   th_rep r;
@@ -1259,6 +1362,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_valid_one_and_many),
       cmocka_unit_test(test_chain_continues),
+      cmocka_unit_test(test_ahead_deferred),
       cmocka_unit_test(test_envelope_key_order),
       cmocka_unit_test(test_group_commit_mixed),
       cmocka_unit_test(test_not_json),
