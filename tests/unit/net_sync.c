@@ -415,12 +415,97 @@ static void test_forgotten_outcome_acknowledges(void **state) {
   fake_stop(&f);
 }
 
+/* ---- two pushes in flight ------------------------------------------------- */
+
+/* Answers every push 200 with seen_ok, and with ahead_ok unless mode is
+ * 1; in mode 2 the first push sent "ahead" is answered 409 gap, as a
+ * server gives it once it stopped holding it (PROTOCOL.md "Pushes in
+ * flight"). Counts pushes that said "ahead" and the gaps answered. */
+static void ahead_server(fake *f, const char *path, const json_t *req,
+                         int *status, json_t **resp) {
+  if (strcmp(path, "/v1/push") != 0) {
+    f->pulls++;
+    *status = 200;
+    *resp = json_pack("{s:i,s:[i],s:b,s:[]}", "v", 1, "cursor",
+                      (int)f->commit, "more", 0, "changes");
+    return;
+  }
+  f->pushes++;
+  if (json_is_true(json_object_get(req, "ahead"))) {
+    f->empty_cursor_pulls++; /* here: pushes sent ahead */
+    if (f->mode == 2 && f->refused_pulls == 0) {
+      f->refused_pulls++; /* here: gaps answered */
+      *status = 409;
+      *resp = err_body("gap", "first intent seq beyond the head");
+      return;
+    }
+  }
+  *status = 200;
+  *resp = push_answer(f, req, "applied");
+  json_object_set_new(*resp, "seen_ok", json_true());
+  if (f->mode != 1)
+    json_object_set_new(*resp, "ahead_ok", json_true());
+}
+
+/* Enough intents for 5 pushes (TT_SYNC_PUSH_BATCH each), in one batch. */
+static void many_writes(rep *r, size_t n) {
+  assert_int_equal(tt_replica_batch_begin(r->r), 0);
+  for (size_t i = 0; i < n; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "d%zu", i);
+    set(r, id, "t", "1");
+  }
+  assert_int_equal(tt_replica_batch_commit(r->r), 0);
+}
+
+static void sync_with(int mode, int *pushes, int *ahead, int *gaps) {
+  fake f;
+  fake_start(&f, ahead_server);
+  f.mode = mode;
+  rep r;
+  rep_open(&r, f.url);
+  many_writes(&r, 4 * TT_SYNC_PUSH_BATCH + 1);
+  char err[512] = "";
+  int rc = rep_sync(&r, f.url, err, sizeof err);
+  if (rc)
+    print_error("sync: %s\n", err);
+  assert_int_equal(rc, 0);
+  assert_int_equal(tt_replica_outbox_len(r.r), 0);
+  *pushes = f.pushes;
+  *ahead = f.empty_cursor_pulls;
+  *gaps = f.refused_pulls;
+  rep_close(&r);
+  fake_stop(&f);
+}
+
+static void test_pushes_in_flight(void **state) {
+  (void)state;
+  int pushes, ahead, gaps;
+  /* ahead_ok: from the third push on, each goes out before the one
+   * before it is answered */
+  sync_with(0, &pushes, &ahead, &gaps);
+  assert_int_equal(pushes, 5);
+  assert_int_equal(ahead, 3);
+  assert_int_equal(gaps, 0);
+  /* seen_ok only: never ahead */
+  sync_with(1, &pushes, &ahead, &gaps);
+  assert_int_equal(pushes, 5);
+  assert_int_equal(ahead, 0);
+  /* a gap to a push sent ahead: the rest go one at a time, and every
+   * intent is still acknowledged */
+  sync_with(2, &pushes, &ahead, &gaps);
+  assert_int_equal(gaps, 1);
+  assert_in_range(ahead, 1, 2);
+  assert_in_range(pushes, 6, 7);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rebootstrap_then_pull_again),
       cmocka_unit_test(test_cursor_refused_twice_stops),
       cmocka_unit_test(test_gap_and_chain_messages),
       cmocka_unit_test(test_forgotten_outcome_acknowledges),
+      cmocka_unit_test(test_pushes_in_flight),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
