@@ -134,21 +134,30 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
   h->log(h->log_ctx, "warn", msg);
 }
 
-static uint64_t mono_ms(void) {
+static uint64_t clock_ms(clockid_t id) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(id, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Deadlines and waits; the condition variables wait on this clock. */
+static uint64_t mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
+/* What the reconciler is told the time is (HLC clamping). */
+static uint64_t wall_ms(void) { return clock_ms(CLOCK_REALTIME); }
+
+/* MS (mono_ms) as a deadline for pthread_cond_timedwait. */
 static struct timespec mono_at(uint64_t ms) {
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   return ts;
 }
 
-static uint64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+static int cond_init_mono(pthread_cond_t *c) {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  int err = pthread_cond_init(c, &a);
+  pthread_condattr_destroy(&a);
+  return err;
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -436,14 +445,7 @@ static enum MHD_Result handle_pull(tt_http_server *h,
   if (wait_ms > h->max_wait_ms)
     wait_ms = h->max_wait_ms;
 
-  struct timespec deadline;
-  clock_gettime(CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += (time_t)(wait_ms / 1000);
-  deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
+  struct timespec deadline = mono_at(mono_ms() + wait_ms);
 
   int status = 0;
   json_t *resp = NULL;
@@ -917,12 +919,7 @@ int tt_http_server_start(tt_server *srv, const tt_http_server_opts *opts,
     goto fail;
   }
   mu_ok = 1;
-  pthread_condattr_t qa;
-  pthread_condattr_init(&qa);
-  pthread_condattr_setclock(&qa, CLOCK_MONOTONIC);
-  int qerr = pthread_cond_init(&h->queue_cond, &qa);
-  pthread_condattr_destroy(&qa);
-  if (qerr != 0) {
+  if (cond_init_mono(&h->queue_cond) != 0) {
     rc = TETHER_ENOMEM;
     goto fail;
   }
@@ -932,12 +929,7 @@ int tt_http_server_start(tt_server *srv, const tt_http_server_opts *opts,
     goto fail;
   }
   dc_ok = 1;
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  int cerr = pthread_cond_init(&h->commit_cond, &ca);
-  pthread_condattr_destroy(&ca);
-  if (cerr != 0) {
+  if (cond_init_mono(&h->commit_cond) != 0) {
     rc = TETHER_ENOMEM;
     goto fail;
   }

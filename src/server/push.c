@@ -612,6 +612,12 @@ static json_t *diverged_error(uint64_t seq) {
                       (unsigned long long)seq);
 }
 
+/* JS starts past its replica's chain head + 1: intents before it are
+ * missing (or, for a push sent ahead, not committed yet). */
+static int gap_before(const batch *b, const jstate *js) {
+  return js->in[0].seq > b->reps[js->rep].rec.last_seq + 1;
+}
+
 /* 0: JS is valid and advanced its replica's chain head. 1: JOB was
  * answered with an error. <0: fatal. */
 static int check_chain(batch *b, tt_push_job *job, jstate *js) {
@@ -624,7 +630,7 @@ static int check_chain(batch *b, tt_push_job *job, jstate *js) {
     return job_fail(job, 500,
                     tt_srv_error("internal", "the replica's home record is "
                                              "corrupt"));
-  if (js->in[0].seq > r->rec.last_seq + 1) {
+  if (gap_before(b, js)) {
     json_t *body = tt_srv_error(
         "gap", "first intent seq %llu, expected %llu",
         (unsigned long long)js->in[0].seq,
@@ -1774,7 +1780,7 @@ int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
     if (!b.js[i].valid)
       continue;
     if (jobs[i].may_wait && b.js[i].ahead && jobs[i].prep &&
-        b.js[i].in[0].seq > b.reps[b.js[i].rep].rec.last_seq + 1) {
+        gap_before(&b, &b.js[i])) {
       /* Sent ahead: the push it follows has not committed yet. Its checked
        * intents go back into its prep, to be run again as they are. */
       jobs[i].prep->js = b.js[i];
