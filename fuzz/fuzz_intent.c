@@ -1,4 +1,5 @@
-/* fuzz_intent.c — JSON text -> tt_intent_from_json.
+/* fuzz_intent.c — JSON text -> tt_intent_from_json, and the same text
+ * -> tt_intent_from_canonical (its fast path) checked against it.
  *
  * Properties: never a crash, leak or UB; a refusal comes with a reason;
  * an accepted intent respects the limits, and its wire form
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "core/intent.h"
+#include "core/json.h"
 #include "core/util.h"
 #include "fuzz_common.h"
 
@@ -45,8 +47,44 @@ static void check_limits(const tt_intent *in) {
   }
 }
 
+/* tt_intent_from_canonical is a fast path of the general reader: whatever
+ * start of the input it takes must be canonical text that the general
+ * reader takes as the same intent. */
+static void check_canonical_reader(const uint8_t *data, size_t size) {
+  tt_intent fast, slow;
+  size_t used = 0;
+  json_t *j = NULL;
+  int rc = tt_intent_from_canonical((const char *)data, size,
+                                    TT_JSON_REJECT_DUPLICATES, 3, &fast, &used);
+  FF_CHECK(rc == 0 || rc == 1 || rc == TETHER_ENOMEM, "canonical reader: %d",
+           rc);
+  if (rc) {
+    FF_CHECK(fast.ops == NULL && fast.coll == NULL && fast.nops == 0,
+             "a text the canonical reader left is not cleared");
+    return;
+  }
+  FF_CHECK(used <= size, "read past the input");
+  FF_CHECK(tt_json_parse((const char *)data, used, TT_JSON_REJECT_DUPLICATES,
+                         &j, NULL) == 0,
+           "canonical reader took text the parser refuses");
+  char *c = tt_canon(j);
+  FF_CHECK(c && strlen(c) == used && memcmp(c, data, used) == 0,
+           "canonical reader took text that is not canonical");
+  free(c);
+  FF_CHECK(tt_intent_from_json_sized(j, used, &slow, NULL, 0) == 0,
+           "canonical reader took an intent the general reader refuses");
+  json_decref(j);
+  char *a = canon_of(&fast), *b = canon_of(&slow);
+  FF_CHECK(!strcmp(a, b), "canonical reader differs:\n%s\n%s", a, b);
+  free(a);
+  free(b);
+  tt_intent_clear(&fast);
+  tt_intent_clear(&slow);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ff_expect expect = ff_expectation();
+  check_canonical_reader(data, size);
   json_t *j = ff_json(data, size);
   tt_intent in, again, copy;
   char err[256];

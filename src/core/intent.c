@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/intent.h"
+#include "core/json.h"
 
 static const char *const op_names[TT_OP__COUNT] = {
     [TT_OP_SET] = "set",       [TT_OP_UNSET] = "unset",
@@ -382,6 +383,175 @@ out:
   return rc;
 }
 
+/* ---- canonical text, read directly --------------------------------------*/
+
+/* Nearly every intent a server reads is tt_canon's text of a valid intent:
+ * its members come in one order with no white space, so they are read off
+ * the text here without building the envelope as a JSON object (a third of
+ * a push's cost on the server, with the freeing). Each reader below takes
+ * exactly what it expects or clears OK; anything else, valid or not, is
+ * left to tt_intent_from_json_sized, whose messages say what is wrong. */
+typedef struct {
+  const char *p, *end;
+  int ok, nomem;
+} ctext;
+
+static void ct_lit(ctext *c, const char *lit, size_t n) {
+  if (c->ok && (size_t)(c->end - c->p) >= n && memcmp(c->p, lit, n) == 0)
+    c->p += n;
+  else
+    c->ok = 0;
+}
+#define CT_LIT(c, lit) ct_lit((c), (lit), sizeof(lit) - 1)
+
+static int ct_digit(const ctext *c, const char *p) {
+  return p < c->end && *p >= '0' && *p <= '9';
+}
+
+/* An integer 0..MAX as tt_canon writes it: no sign, no leading zero. */
+static uint64_t ct_uint(ctext *c, uint64_t max) {
+  const char *p = c->p;
+  uint64_t v = 0;
+  if (!c->ok || !ct_digit(c, p) || (*p == '0' && ct_digit(c, p + 1))) {
+    c->ok = 0;
+    return 0;
+  }
+  for (; ct_digit(c, p); p++) {
+    unsigned d = (unsigned)(*p - '0');
+    if (v > (max - d) / 10) {
+      c->ok = 0;
+      return 0;
+    }
+    v = v * 10 + d;
+  }
+  c->p = p;
+  return v;
+}
+
+/* 2*N lower-case hex digits and the closing quote. */
+static void ct_hex(ctext *c, uint8_t *out, size_t n) {
+  const unsigned char *p = (const unsigned char *)c->p;
+  if (!c->ok || (size_t)(c->end - c->p) < 2 * n + 1) {
+    c->ok = 0;
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    unsigned hi = tt_hex_lower_digit[p[2 * i]];
+    unsigned lo = tt_hex_lower_digit[p[2 * i + 1]];
+    if (!hi || !lo) {
+      c->ok = 0;
+      return;
+    }
+    out[i] = (uint8_t)((hi - 1) << 4 | (lo - 1));
+  }
+  if (p[2 * n] != '"') {
+    c->ok = 0;
+    return;
+  }
+  c->p += 2 * n + 1;
+}
+
+/* A string of MIN..MAX printable ASCII bytes (no escape) and its closing
+ * quote, copied. */
+static char *ct_name(ctext *c, size_t min, size_t max) {
+  if (!c->ok)
+    return NULL;
+  const unsigned char *b = (const unsigned char *)c->p;
+  const unsigned char *q = tt_json_plain_end(b, (const unsigned char *)c->end);
+  size_t n = (size_t)(q - b);
+  if (q >= (const unsigned char *)c->end || *q != '"' || n < min || n > max) {
+    c->ok = 0;
+    return NULL;
+  }
+  char *s = malloc(n + 1);
+  if (!s) {
+    c->ok = 0;
+    c->nomem = 1;
+    return NULL;
+  }
+  memcpy(s, b, n);
+  s[n] = '\0';
+  c->p = (const char *)q + 1;
+  return s;
+}
+
+int tt_intent_from_canonical(const char *text, size_t avail, unsigned flags,
+                             int depth, tt_intent *out, size_t *used) {
+  static const char label_key[] = ",\"label\":\"";
+  ctext c = {text, text + avail, text != NULL, 0};
+  json_t *ops = NULL;
+  int rc = 1;
+  memset(out, 0, sizeof *out);
+  if (depth < 1 || depth >= TT_JSON_MAX_DEPTH)
+    return 1;
+  CT_LIT(&c, "{\"base\":");
+  out->base = ct_uint(&c, INT64_MAX);
+  CT_LIT(&c, ",\"client\":\"");
+  ct_hex(&c, out->client, TT_ID_LEN);
+  CT_LIT(&c, ",\"coll\":\"");
+  out->coll = ct_name(&c, 1, TT_MAX_NAME);
+  CT_LIT(&c, ",\"hash\":\"");
+  ct_hex(&c, out->hash, TT_HASH_LEN);
+  CT_LIT(&c, ",\"hlc\":");
+  out->hlc = ct_uint(&c, INT64_MAX);
+  CT_LIT(&c, ",\"id\":\"");
+  out->id = ct_name(&c, 1, TT_MAX_NAME);
+  if (c.ok && (size_t)(c.end - c.p) > sizeof label_key &&
+      memcmp(c.p, label_key, sizeof label_key - 1) == 0) {
+    c.p += sizeof label_key - 1;
+    out->label = ct_name(&c, 0, TT_MAX_LABEL);
+  }
+  CT_LIT(&c, ",\"ops\":");
+  if (c.ok) {
+    size_t n = 0;
+    int canonical = 0;
+    int jr = tt_json_parse_prefix(c.p, (size_t)(c.end - c.p), flags, depth,
+                                  &ops, &n, &canonical);
+    if (jr == TETHER_ENOMEM)
+      c.nomem = 1;
+    if (jr || !canonical || !json_is_array(ops) || json_array_size(ops) == 0 ||
+        json_array_size(ops) > TT_MAX_OPS)
+      c.ok = 0;
+    else
+      c.p += n;
+  }
+  CT_LIT(&c, ",\"prev\":\"");
+  ct_hex(&c, out->prev, TT_HASH_LEN);
+  CT_LIT(&c, ",\"schema\":");
+  out->schema = (uint32_t)ct_uint(&c, UINT32_MAX);
+  CT_LIT(&c, ",\"seq\":");
+  out->seq = ct_uint(&c, INT64_MAX);
+  CT_LIT(&c, "}");
+  if (!c.ok || out->seq == 0) {
+    rc = c.nomem ? TETHER_ENOMEM : 1;
+    goto out;
+  }
+  *used = (size_t)(c.p - text);
+
+  /* The ops by the general rules, now that the intent's size is known. */
+  size_t n = json_array_size(ops);
+  perr pe = {NULL, 0, "seq ?"};
+  if (!(out->ops = calloc(n, sizeof *out->ops))) {
+    rc = TETHER_ENOMEM;
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    int orc = parse_op(json_array_get(ops, i), i, &out->ops[i], &pe,
+                       *used > TT_MAX_VALUE);
+    if (orc) {
+      rc = orc == TETHER_ENOMEM ? orc : 1;
+      goto out;
+    }
+    out->nops = i + 1;
+  }
+  rc = 0;
+out:
+  json_decref(ops);
+  if (rc)
+    tt_intent_clear(out);
+  return rc;
+}
+
 /* ---- wire form ----------------------------------------------------------*/
 
 /* Sets KEY to the new reference V; false (and V released) on failure. */
@@ -567,7 +737,7 @@ int tt_intent_compute_hash(const tt_intent *in, uint8_t out[TT_HASH_LEN]) {
 
 static int lower_hex(const char *p, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+    if (!tt_hex_lower_digit[(uint8_t)p[i]])
       return 0;
   return 1;
 }

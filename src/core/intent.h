@@ -80,6 +80,18 @@ int tt_intent_from_json_sized(const json_t *j, size_t canon_len,
 
 /* New JSON object in the wire form; WITH_HASH adds "hash". NULL on ENOMEM.
  * Caller owns the reference (json_decref). */
+/* tt_intent_from_json_sized's fast path for the usual case: TEXT (AVAIL
+ * bytes, more may follow the intent) starts with tt_canon's text of a valid
+ * intent. 0: *OUT holds it and *USED is the length of that text. 1: the
+ * text is not that (not canonical, or not valid; *OUT empty): read it the
+ * general way, which says what is wrong. TETHER_ENOMEM. FLAGS and DEPTH
+ * (the intent's own nesting level) are the surrounding parse's
+ * (tt_json_each_text_fn), so the values inside are read as it would read
+ * them. Either way gives the same intent from the same text
+ * (tests/unit/core_intent.c). */
+int tt_intent_from_canonical(const char *text, size_t avail, unsigned flags,
+                             int depth, tt_intent *out, size_t *used);
+
 json_t *tt_intent_to_json(const tt_intent *in, int with_hash);
 
 /* Computes the BLAKE2b-256 of the canonical form without "hash". */

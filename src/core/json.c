@@ -34,6 +34,7 @@ typedef struct {
   const char *stream_key;
   size_t stream_klen;
   tt_json_each_fn each;
+  tt_json_each_text_fn each_text; /* tried first on every element, if set */
   void *each_ctx;
   int each_rc;
 } parser;
@@ -272,9 +273,7 @@ static int string_span(parser *s, int allow_nul, const char **str,
                        size_t *len) {
   const unsigned char *begin = s->p, *p = begin, *end = s->end;
   for (;;) {
-    /* Plain printable ASCII is by far the most common: one test each. */
-    while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-      p++;
+    p = tt_json_plain_end(p, end);
     if (p >= end)
       return fail(s, begin - 1, "unterminated string");
     unsigned c = *p;
@@ -509,6 +508,21 @@ static int array(parser *s, json_t **out, int stream) {
     const unsigned char *elem = s->p;
     int outer_noncanon = s->noncanon;
     s->noncanon = 0;
+    if (stream && s->each_text) {
+      size_t used = 0;
+      int rc = s->each_text(s->each_ctx, (const char *)s->p,
+                            (size_t)(s->end - s->p), s->flags, s->depth + 1,
+                            &used);
+      if (rc < 0) {
+        s->each_rc = rc;
+        fail(s, s->p, "stopped by the reader of the array");
+        goto bad;
+      }
+      if (rc == 0) {
+        s->p += used; /* its canonical text: nothing for noncanon */
+        goto next;
+      }
+    }
     if (value(s, &v))
       goto bad;
     if (stream) {
@@ -524,6 +538,7 @@ static int array(parser *s, json_t **out, int stream) {
       out_of_memory(s);
       goto bad;
     }
+  next:
     s->noncanon |= outer_noncanon;
     skip_space(s);
     if (s->p < s->end && *s->p == ',') {
@@ -638,6 +653,14 @@ int tt_json_parse(const char *text, size_t len, unsigned flags, json_t **out,
 int tt_json_parse_streamed(const char *text, size_t len, unsigned flags,
                            const char *key, tt_json_each_fn each, void *ctx,
                            json_t **out, tt_json_error *err) {
+  return tt_json_parse_streamed_text(text, len, flags, key, NULL, each, ctx,
+                                     out, err);
+}
+
+int tt_json_parse_streamed_text(const char *text, size_t len, unsigned flags,
+                                const char *key, tt_json_each_text_fn each_text,
+                                tt_json_each_fn each, void *ctx, json_t **out,
+                                tt_json_error *err) {
   parser s = {.start = (const unsigned char *)text,
               .p = (const unsigned char *)text,
               .end = (const unsigned char *)text + len,
@@ -646,12 +669,33 @@ int tt_json_parse_streamed(const char *text, size_t len, unsigned flags,
               .stream_key = key,
               .stream_klen = key ? strlen(key) : 0,
               .each = key ? each : NULL,
+              .each_text = key ? each_text : NULL,
               .each_ctx = ctx};
   if ((!text && len) || (key && !each)) {
     *out = NULL;
     return TETHER_EINVAL;
   }
   return run(&s, out);
+}
+
+int tt_json_parse_prefix(const char *text, size_t len, unsigned flags,
+                         int depth, json_t **out, size_t *used,
+                         int *canonical) {
+  parser s = {.start = (const unsigned char *)text,
+              .p = (const unsigned char *)text,
+              .end = (const unsigned char *)text + len,
+              .flags = flags,
+              .depth = depth};
+  *out = NULL;
+  if ((!text && len) || depth < 0)
+    return TETHER_EINVAL;
+  int rc = value(&s, out) ? (s.nomem ? TETHER_ENOMEM : TETHER_EJSON) : 0;
+  free(s.buf);
+  if (rc == 0) {
+    *used = (size_t)(s.p - s.start);
+    *canonical = !s.noncanon;
+  }
+  return rc;
 }
 
 json_t *tt_json_load(const char *text, size_t len, unsigned flags) {

@@ -73,6 +73,31 @@ int tt_json_parse_streamed(const char *text, size_t len, unsigned flags,
                            const char *key, tt_json_each_fn each, void *ctx,
                            json_t **out, tt_json_error *err);
 
+/* A fast path for tt_json_parse_streamed's elements: called with the text
+ * at the start of each element (AVAIL bytes to the end of the whole text),
+ * the parse's FLAGS, and DEPTH, the nesting level the element has (the
+ * value itself counted, as TT_JSON_MAX_DEPTH counts). It returns 0 once it
+ * has read the element itself, *USED being the length of its text, which
+ * must be exactly tt_canon's text of a valid element; 1 to have it parsed
+ * as usual and handed to EACH; a negative value to stop the parse, which
+ * returns it. */
+typedef int (*tt_json_each_text_fn)(void *ctx, const char *text, size_t avail,
+                                    unsigned flags, int depth, size_t *used);
+/* tt_json_parse_streamed, trying EACH_TEXT (NULL: never) on every element
+ * before building it. */
+int tt_json_parse_streamed_text(const char *text, size_t len, unsigned flags,
+                                const char *key, tt_json_each_text_fn each_text,
+                                tt_json_each_fn each, void *ctx, json_t **out,
+                                tt_json_error *err);
+/* Reads ONE value from the start of TEXT (no white space before it) and
+ * stops after it: *USED is its length, *CANONICAL 1 when those bytes are
+ * tt_canon's. DEPTH is the number of values around it (so the value itself
+ * is at DEPTH + 1 towards TT_JSON_MAX_DEPTH). 0, TETHER_EJSON (not a value
+ * the parser accepts, no reason given) or TETHER_ENOMEM; *OUT is a new
+ * reference on 0, else NULL. */
+int tt_json_parse_prefix(const char *text, size_t len, unsigned flags,
+                         int depth, json_t **out, size_t *used,
+                         int *canonical);
 /* tt_json_parse without the reason: the value, or NULL whatever went wrong
  * (for stored records, where any failure reads as corrupt). */
 json_t *tt_json_load(const char *text, size_t len, unsigned flags);

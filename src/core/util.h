@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "tether.h"
 
@@ -30,6 +31,8 @@
 void tt_hex_encode(const uint8_t *in, size_t len, char *out);
 /* Decodes exactly 2*len hex chars (either case). 0 or TETHER_EINVAL. */
 int tt_hex_decode(const char *hex, uint8_t *out, size_t len);
+/* 1 + the value of a lower-case hex digit, 0 for any other byte. */
+extern const uint8_t tt_hex_lower_digit[256];
 
 /* Growable byte buffer for building wire text without a JSON tree.
  * Zero-initialise; release with tt_buf_free. */
@@ -95,5 +98,30 @@ void tt_be64_put(uint8_t out[8], uint64_t v);
 uint64_t tt_be64_get(const uint8_t in[8]);
 void tt_be32_put(uint8_t out[4], uint32_t v);
 uint32_t tt_be32_get(const uint8_t in[4]);
+
+/* The first byte in [P, END) that a JSON string cannot hold as it is: a
+ * control character, '"', '\\', or a byte of a multi-byte UTF-8
+ * character. Strings are most of every body and nearly all plain ASCII, so
+ * it tests eight bytes at a time while none is such a byte. The
+ * has-less-than tricks below never flag a word that holds none; a flagged
+ * word is then read byte by byte, which keeps it free of byte order. */
+static inline const unsigned char *tt_json_plain_end(const unsigned char *p,
+                                                     const unsigned char *end) {
+  const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+  while (end - p >= 8) {
+    uint64_t w, q, b;
+    memcpy(&w, p, 8);
+    q = w ^ (ones * '"');
+    b = w ^ (ones * '\\');
+    uint64_t special = (w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) |
+                        ((b - ones) & ~b)) &
+                       highs;
+    if (special) break;
+    p += 8;
+  }
+  while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+    p++;
+  return p;
+}
 
 #endif

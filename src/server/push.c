@@ -337,6 +337,11 @@ struct tt_push_prep {
   tt_push_job answer; /* status != 0: the body was refused, response says why */
   jstate js;          /* else the checked intents, until tt_server_push
                          takes them */
+  /* The intents once tt_server_push has run them, freed by
+   * tt_push_prep_free: in the thread that read them, that is, and not in
+   * the committer's. glibc frees a block from another thread's arena under
+   * that arena's lock, and a push is thousands of small blocks. */
+  jstate spent;
 };
 
 typedef struct {
@@ -346,6 +351,51 @@ typedef struct {
   char err[200];
 } intent_reader;
 
+/* Room in js->in for one more intent. */
+static int reserve_intent(intent_reader *r) {
+  jstate *js = r->js;
+  if (js->n < r->cap)
+    return 0;
+  size_t cap = r->cap ? 2 * r->cap : 64;
+  tt_intent *in = realloc(js->in, cap * sizeof *in);
+  if (!in)
+    return TETHER_ENOMEM;
+  js->in = in;
+  unsigned char *ok = realloc(js->hash_ok, cap);
+  if (!ok)
+    return TETHER_ENOMEM;
+  js->hash_ok = ok;
+  r->cap = cap;
+  return 0;
+}
+
+static int hash_matches(const char *text, size_t len, const tt_intent *in) {
+  uint8_t h[TT_HASH_LEN];
+  return tt_intent_hash_text(text, len, h) == 0 &&
+         sodium_memcmp(h, in->hash, TT_HASH_LEN) == 0;
+}
+
+/* The usual intent, canonical and valid, read straight off the text; any
+ * other goes to read_intent as a tree (tt_json_each_text_fn). */
+static int read_intent_text(void *ctx, const char *text, size_t avail,
+                            unsigned flags, int depth, size_t *used) {
+  intent_reader *r = ctx;
+  jstate *js = r->js;
+  if (r->rc || r->count >= TT_MAX_INTENTS)
+    return 1; /* read_intent counts it and reads only its syntax */
+  int rc = reserve_intent(r);
+  if (rc)
+    return rc;
+  tt_intent *in = &js->in[js->n];
+  rc = tt_intent_from_canonical(text, avail, flags, depth, in, used);
+  if (rc)
+    return rc;
+  r->count++;
+  js->hash_ok[js->n] = hash_matches(text, *used, in);
+  js->n++;
+  return 0;
+}
+
 static int read_intent(void *ctx, json_t *elem, const tt_json_span *span) {
   intent_reader *r = ctx;
   jstate *js = r->js;
@@ -353,31 +403,15 @@ static int read_intent(void *ctx, json_t *elem, const tt_json_span *span) {
   r->count++;
   if (r->rc || r->count > TT_MAX_INTENTS)
     goto out; /* refused anyway; the rest is only read for its syntax */
-  if (js->n == r->cap) {
-    size_t cap = r->cap ? 2 * r->cap : 64;
-    tt_intent *in = realloc(js->in, cap * sizeof *in);
-    if (!in) {
-      rc = TETHER_ENOMEM;
-      goto out;
-    }
-    js->in = in;
-    unsigned char *ok = realloc(js->hash_ok, cap);
-    if (!ok) {
-      rc = TETHER_ENOMEM;
-      goto out;
-    }
-    js->hash_ok = ok;
-    r->cap = cap;
-  }
+  if ((rc = reserve_intent(r)))
+    goto out;
   tt_intent *in = &js->in[js->n];
   rc = tt_intent_from_json_sized(elem, span->canonical ? span->len : 0, in,
                                  r->err, sizeof r->err);
   if (rc == 0) {
-    uint8_t h[TT_HASH_LEN];
     /* A mismatch is left to check_intents, which refuses it the same way. */
     js->hash_ok[js->n] =
-        span->canonical && tt_intent_hash_text(span->text, span->len, h) == 0 &&
-        sodium_memcmp(h, in->hash, TT_HASH_LEN) == 0;
+        span->canonical && hash_matches(span->text, span->len, in);
     js->n++;
   } else if (rc != TETHER_ENOMEM) {
     r->rc = rc;
@@ -403,8 +437,9 @@ int tt_server_push_prepare(const char *body, size_t len, tt_push_prep **out) {
                   tt_srv_error("json", "empty body, expected a JSON object"));
     goto done;
   }
-  rc = tt_json_parse_streamed(body, len, TT_JSON_REJECT_DUPLICATES, "intents",
-                              read_intent, &r, &req, &jerr);
+  rc = tt_json_parse_streamed_text(body, len, TT_JSON_REJECT_DUPLICATES,
+                                   "intents", read_intent_text, read_intent,
+                                   &r, &req, &jerr);
   if (rc == TETHER_EJSON) {
     rc = job_fail(&p->answer, 400,
                   tt_srv_error("json", "%s at line %d column %d", jerr.text,
@@ -441,6 +476,7 @@ void tt_push_prep_free(tt_push_prep *p) {
     return;
   json_decref(p->answer.response);
   jstate_clear(&p->js);
+  jstate_clear(&p->spent);
   free(p);
 }
 
@@ -1827,9 +1863,16 @@ done:
     atomic_fetch_add_explicit(&s->commits, 1, memory_order_release);
 out:
   atomic_fetch_add_explicit(&s->pushes, njobs, memory_order_relaxed);
-  if (b.js)
-    for (size_t i = 0; i < njobs; i++)
+  if (b.js) {
+    for (size_t i = 0; i < njobs; i++) {
+      tt_push_prep *p = jobs[i].prep;
+      if (p && !jobs[i].deferred && p->spent.n == 0 && !p->spent.in) {
+        p->spent = b.js[i];
+        memset(&b.js[i], 0, sizeof b.js[i]);
+      }
       jstate_clear(&b.js[i]);
+    }
+  }
   free(b.js);
   free(b.reps);
   free(b.rorder);

@@ -111,7 +111,8 @@ int tt_push_prep_ahead(const tt_push_prep *p);
 typedef struct {
   const json_t *request; /* in: the parsed body (borrowed), or NULL with: */
   tt_push_prep *prep;    /* in: the prepared body (borrowed); its intents
-                            are taken by tt_server_push */
+                            are taken by tt_server_push, and freed with
+                            it (tt_push_prep_free) */
   int may_wait;          /* in: a prepared "ahead" request that finds a
                             gap before it is deferred, not refused */
   int status;            /* out: HTTP status (200, 400, 409, 503, ...) */

@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "core/intent.h"
+#include "core/json.h"
 
 #define CLIENT "0123456789abcdef0123456789abcdef"
 #define ZERO64 "0000000000000000000000000000000000000000000000000000000000000000"
@@ -205,6 +206,197 @@ static void test_hash_is_canon_of_wire_form(void **state) {
     free(text);
     json_decref(j);
     tt_intent_clear(&in);
+  }
+}
+
+/* ---- tt_intent_from_canonical ------------------------------------------ */
+
+static char *canon_intent(const tt_intent *in) {
+  json_t *j = tt_intent_to_json(in, 1);
+  assert_non_null(j);
+  char *s = tt_canon(j);
+  assert_non_null(s);
+  json_decref(j);
+  return s;
+}
+
+/* What the general path makes of LEN bytes of TEXT as a pushed element:
+ * 0 and *IN, or not 0 (refused, not canonical or not one value). */
+static int general_reader(const char *text, size_t len, tt_intent *in) {
+  json_t *j = NULL;
+  memset(in, 0, sizeof *in);
+  if (tt_json_parse(text, len, TT_JSON_REJECT_DUPLICATES, &j, NULL))
+    return -1;
+  char *c = tt_canon(j);
+  int canonical = c && strlen(c) == len && memcmp(c, text, len) == 0;
+  free(c);
+  int rc = canonical ? tt_intent_from_json_sized(j, len, in, NULL, 0) : -1;
+  json_decref(j);
+  return rc;
+}
+
+/* The fast path takes the start of TEXT (with more bytes after it) only
+ * when the general path takes that part too, as the same intent. What
+ * follows it is the surrounding parser's to check. 1, or 0 with *USED. */
+static int fast_agrees(const char *text, size_t len, size_t *used_out) {
+  tt_intent fast, slow;
+  size_t used = 0;
+  char *buf = malloc(len + 8);
+  assert_non_null(buf);
+  memcpy(buf, text, len);
+  memcpy(buf + len, ",{\"x\":1}", 8);
+  int rc = tt_intent_from_canonical(buf, len + 8, TT_JSON_REJECT_DUPLICATES, 3,
+                                    &fast, &used);
+  assert_true(rc == 0 || rc == 1);
+  if (rc == 1) {
+    assert_null(fast.coll);
+    assert_null(fast.ops);
+  } else {
+    assert_true(used <= len);
+    *used_out = used;
+    assert_int_equal(general_reader(text, used, &slow), 0);
+    char *a = canon_intent(&fast), *b = canon_intent(&slow);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    tt_intent_clear(&slow);
+    tt_intent_clear(&fast);
+  }
+  free(buf);
+  return rc;
+}
+
+static void test_from_canonical(void **state) {
+  (void)state;
+  static const char *const intents[] = {
+      NULL, /* FIXED: every kind of op, a label, a non-ASCII key */
+      "{\"client\":\"" CLIENT "\",\"seq\":1,\"prev\":\"" ZERO64 "\","
+      "\"hash\":\"" ZERO64 "\",\"hlc\":0,\"schema\":0,\"coll\":\"c\","
+      "\"id\":\"a\",\"base\":0,\"label\":\"\",\"ops\":[{\"kind\":\"delete\"}]}",
+      "{\"client\":\"" CLIENT "\",\"seq\":9223372036854775807,\"prev\":\"" H64
+      "\",\"hash\":\"" ZERO64 "\",\"hlc\":9223372036854775807,"
+      "\"schema\":4294967295,\"coll\":\"notes\",\"id\":\"x\","
+      "\"base\":9223372036854775807,"
+      "\"ops\":[{\"kind\":\"set\",\"field\":\"f\",\"value\":[1.5,-2,"
+      "{\"z\":1,\"a\":{}}]}]}",
+  };
+  for (size_t i = 0; i < sizeof intents / sizeof intents[0]; i++) {
+    tt_intent in;
+    parse_ok(intents[i] ? intents[i] : FIXED, &in);
+    char *text = canon_intent(&in);
+    size_t len = strlen(text);
+    tt_intent_clear(&in);
+    /* The usual case is taken, all of it. */
+    size_t used = 0;
+    assert_int_equal(fast_agrees(text, len, &used), 0);
+    assert_int_equal(used, len);
+    /* Any cut is not an intent. */
+    for (size_t cut = 0; cut < len; cut++) {
+      tt_intent f;
+      size_t used;
+      assert_int_equal(tt_intent_from_canonical(text, cut, 0, 3, &f, &used), 1);
+    }
+    /* Every byte changed to each of these, or dropped: whatever the fast
+     * path still takes, the general path takes as the same intent. */
+    static const char repl[] = {' ', '0', '1', '9', 'A', 'F', 'a', 'f', 'z',
+                                '"', '\\', ',', ':', '{', '}', '[', ']',
+                                '-', '.', 'e', '\x01', '\x80', '\xff'};
+    char *m = malloc(len + 1);
+    assert_non_null(m);
+    size_t taken = 0, tried = 0;
+    for (size_t at = 0; at < len; at++) {
+      for (size_t r = 0; r <= sizeof repl; r++) {
+        memcpy(m, text, len);
+        size_t mlen = len;
+        if (r == sizeof repl) {
+          memmove(m + at, m + at + 1, len - at - 1);
+          mlen--;
+        } else if (m[at] == repl[r]) {
+          continue;
+        } else {
+          m[at] = repl[r];
+        }
+        taken += fast_agrees(m, mlen, &used) == 0;
+        tried++;
+      }
+    }
+    /* Digits inside hashes and numbers stay valid: some are taken. */
+    assert_true(taken > 0 && taken < tried);
+    free(m);
+    free(text);
+  }
+
+  /* Valid, but not the canonical text: left to the general path. */
+  static const char *const general[] = {
+      /* white space */
+      "{\"base\":0, \"client\":\"" CLIENT "\",\"coll\":\"c\",\"hash\":\"" ZERO64
+      "\",\"hlc\":0,\"id\":\"a\",\"ops\":[{\"kind\":\"delete\"}],\"prev\":\""
+      ZERO64 "\",\"schema\":0,\"seq\":1}",
+      /* upper-case hex */
+      "{\"base\":0,\"client\":\"" CLIENT "\",\"coll\":\"c\",\"hash\":\"" ZERO64
+      "\",\"hlc\":0,\"id\":\"a\",\"ops\":[{\"kind\":\"delete\"}],\"prev\":\""
+      "A000000000000000000000000000000000000000000000000000000000000000"
+      "\",\"schema\":0,\"seq\":1}",
+      /* an escape in a name, and a name that is not ASCII */
+      "{\"base\":0,\"client\":\"" CLIENT "\",\"coll\":\"c\\\"\",\"hash\":\""
+      ZERO64 "\",\"hlc\":0,\"id\":\"a\",\"ops\":[{\"kind\":\"delete\"}],"
+      "\"prev\":\"" ZERO64 "\",\"schema\":0,\"seq\":1}",
+      "{\"base\":0,\"client\":\"" CLIENT "\",\"coll\":\"c\",\"hash\":\"" ZERO64
+      "\",\"hlc\":0,\"id\":\"caf\xc3\xa9\",\"ops\":[{\"kind\":\"delete\"}],"
+      "\"prev\":\"" ZERO64 "\",\"schema\":0,\"seq\":1}",
+      /* ops not in canonical order */
+      "{\"base\":0,\"client\":\"" CLIENT "\",\"coll\":\"c\",\"hash\":\"" ZERO64
+      "\",\"hlc\":0,\"id\":\"a\",\"ops\":[{\"value\":1,\"kind\":\"set\","
+      "\"field\":\"f\"}],\"prev\":\"" ZERO64 "\",\"schema\":0,\"seq\":1}",
+  };
+  for (size_t i = 0; i < sizeof general / sizeof general[0]; i++) {
+    tt_intent f, g;
+    size_t used;
+    const char *t = general[i];
+    assert_int_equal(
+        tt_intent_from_canonical(t, strlen(t), 0, 3, &f, &used), 1);
+    json_t *j = load(t);
+    assert_int_equal(tt_intent_from_json(j, &g, NULL, 0), 0);
+    json_decref(j);
+    tt_intent_clear(&g);
+  }
+  /* Canonical, but not a valid intent: seq 0, a leading zero, too big, an
+   * op the rules refuse, an unknown member, too deep for where it is. */
+  static const char *const invalid[] = {
+      "{\"base\":0,\"client\":\"" CLIENT "\",\"coll\":\"c\",\"hash\":\"" ZERO64
+      "\",\"hlc\":0,\"id\":\"a\",\"ops\":[{\"kind\":\"delete\"}],\"prev\":\""
+      ZERO64 "\",\"schema\":0,\"seq\":0}",
+      "{\"base\":01,\"client\":\"" CLIENT "\",\"coll\":\"c\",\"hash\":\"" ZERO64
+      "\",\"hlc\":0,\"id\":\"a\",\"ops\":[{\"kind\":\"delete\"}],\"prev\":\""
+      ZERO64 "\",\"schema\":0,\"seq\":1}",
+      "{\"base\":0,\"client\":\"" CLIENT "\",\"coll\":\"c\",\"hash\":\"" ZERO64
+      "\",\"hlc\":0,\"id\":\"a\",\"ops\":[{\"kind\":\"delete\"}],\"prev\":\""
+      ZERO64 "\",\"schema\":4294967296,\"seq\":1}",
+      "{\"base\":0,\"client\":\"" CLIENT "\",\"coll\":\"c\",\"hash\":\"" ZERO64
+      "\",\"hlc\":0,\"id\":\"a\",\"ops\":[{\"field\":\"n\",\"kind\":\"incr\","
+      "\"value\":\"x\"}],\"prev\":\"" ZERO64 "\",\"schema\":0,\"seq\":1}",
+      "{\"base\":0,\"client\":\"" CLIENT "\",\"coll\":\"c\",\"hash\":\"" ZERO64
+      "\",\"hlc\":0,\"id\":\"a\",\"ops\":[],\"prev\":\"" ZERO64
+      "\",\"schema\":0,\"seq\":1}",
+      "{\"base\":0,\"client\":\"" CLIENT "\",\"coll\":\"c\",\"hash\":\"" ZERO64
+      "\",\"hlc\":0,\"id\":\"a\",\"ops\":[{\"kind\":\"delete\"}],\"prev\":\""
+      ZERO64 "\",\"schema\":0,\"seq\":1,\"x\":1}",
+  };
+  for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+    tt_intent f;
+    size_t used;
+    const char *t = invalid[i];
+    assert_int_equal(
+        tt_intent_from_canonical(t, strlen(t), 0, 3, &f, &used), 1);
+  }
+  {
+    /* Depth: the ops array sits one level below the intent. */
+    const char *t = invalid[0];
+    tt_intent f;
+    size_t used;
+    assert_int_equal(tt_intent_from_canonical(t, strlen(t), 0,
+                                              TT_JSON_MAX_DEPTH, &f, &used),
+                     1);
   }
 }
 
@@ -593,6 +785,7 @@ int main(void) {
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_copy),
       cmocka_unit_test(test_op_init),
+      cmocka_unit_test(test_from_canonical),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -210,6 +210,34 @@ static void test_utf8_valid(void **state) {
 /* The longest prefix within a byte budget that is still UTF-8: a quoted
  * name cut by "%.100s" could end in half a character, and such a message
  * can no longer become a JSON string. */
+/* The word-at-a-time scan must stop exactly where a byte-at-a-time one
+ * does: every special byte class, at every offset of a buffer long enough
+ * to cross several words, with plain bytes on either side that sit next to
+ * the classes' bounds (0x1f/0x20, 0x7f/0x80, '"'+1, '\\'-1). */
+static void test_json_plain_end(void **state) {
+  (void)state;
+  static const unsigned char specials[] = {0x00, 0x01, 0x1f, '"', '\\',
+                                           0x80, 0xc3, 0xff};
+  static const unsigned char plains[] = {0x20, 0x7f, '#', '[', ']', 'a'};
+  unsigned char buf[40];
+  for (size_t pl = 0; pl < sizeof plains; pl++) {
+    for (size_t len = 0; len <= sizeof buf; len++) {
+      memset(buf, plains[pl], sizeof buf);
+      assert_ptr_equal(tt_json_plain_end(buf, buf + len), buf + len);
+      for (size_t at = 0; at < len; at++) {
+        for (size_t sp = 0; sp < sizeof specials; sp++) {
+          memset(buf, plains[pl], sizeof buf);
+          buf[at] = specials[sp];
+          if (at + 3 < len) buf[at + 3] = '"'; /* a later one must not win */
+          assert_ptr_equal(tt_json_plain_end(buf, buf + len), buf + at);
+          /* Bytes past END are never looked at as an answer. */
+          assert_ptr_equal(tt_json_plain_end(buf, buf + at), buf + at);
+        }
+      }
+    }
+  }
+}
+
 static void test_utf8_prefix(void **state) {
   (void)state;
   char name[1 + 60 * 2 + 1];
@@ -252,7 +280,7 @@ static void test_utf8_prefix(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_utf8_prefix),
+      cmocka_unit_test(test_utf8_prefix), cmocka_unit_test(test_json_plain_end),
       cmocka_unit_test(test_hex_roundtrip), cmocka_unit_test(test_hex_invalid),
       cmocka_unit_test(test_canon),         cmocka_unit_test(test_canon_len_limit),
       cmocka_unit_test(test_canon_equal),   cmocka_unit_test(test_name_valid), cmocka_unit_test(test_utf8_valid),
