@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include "core/util.h"
@@ -41,6 +42,9 @@
  * milliseconds behind; past this the gap is answered as usual and the
  * replica pushes those intents again. */
 #define DEFAULT_AHEAD_WAIT_MS 2000u
+/* How long a stop waits for the requests under way to be answered before
+ * it closes their connections anyway (a client still uploading a body). */
+#define STOP_DRAIN_MS 5000u
 
 /* One queued push: the handler thread owns it on its stack and waits until
  * the committer sets DONE. */
@@ -70,6 +74,9 @@ struct tt_http_server {
                                  (CLOCK_MONOTONIC) */
   pthread_cond_t done_cond;   /* handlers: a group commit finished */
   pthread_cond_t commit_cond; /* long-polls (CLOCK_MONOTONIC) */
+  pthread_cond_t idle_cond;   /* stop: in_flight reached 0 (CLOCK_MONOTONIC) */
+  unsigned in_flight;         /* requests begun, not yet completed (sent or
+                                 abandoned); guarded by mu */
   push_waiter *head, *tail;   /* guarded by mu */
   uint64_t generation;        /* group commits so far; guarded by mu */
   int stopping;               /* long-polls answer at once; guarded by mu */
@@ -607,12 +614,19 @@ static void req_free(tt_http_server *h, req_ctx *rc) {
   free(rc);
 }
 
+/* MHD calls it once for every request whose handler it called, once its
+ * answer is sent or the request is given up. */
 static void on_completed(void *cls, struct MHD_Connection *conn,
                          void **con_cls, enum MHD_RequestTerminationCode toe) {
+  tt_http_server *h = cls;
   (void)conn;
   (void)toe;
-  req_free(cls, *con_cls);
+  req_free(h, *con_cls);
   *con_cls = NULL;
+  pthread_mutex_lock(&h->mu);
+  if (--h->in_flight == 0 && h->stopping)
+    pthread_cond_broadcast(&h->idle_cond);
+  pthread_mutex_unlock(&h->mu);
 }
 
 /* Appends upload bytes, or only counts them once over the bound (the body
@@ -763,6 +777,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     /* First call: headers are in, the body (if any) is not. Anything that
      * can be refused on the headers alone is refused now. */
     atomic_fetch_add(&h->requests, 1);
+    pthread_mutex_lock(&h->mu);
+    h->in_flight++;
+    int stopping = h->stopping;
+    pthread_mutex_unlock(&h->mu);
+    if (stopping) /* a request on a connection kept alive */
+      return send_error(h, conn, 503, "unavailable",
+                        "the server is shutting down; retry later");
     int route = route_of(url);
     int is_get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
                  strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
@@ -887,7 +908,7 @@ int tt_http_server_start(tt_server *srv, const tt_http_server_opts *opts,
   tt_http_server *h = calloc(1, sizeof *h);
   if (h == NULL)
     return TETHER_ENOMEM;
-  int mu_ok = 0, qc_ok = 0, dc_ok = 0, cc_ok = 0;
+  int mu_ok = 0, qc_ok = 0, dc_ok = 0, cc_ok = 0, ic_ok = 0;
   h->srv = srv;
   h->max_body = o.max_body ? o.max_body : TT_CODEC_MAX_BODY_DEFAULT;
   /* A zstd body can be a little larger than what it encodes. */
@@ -934,6 +955,11 @@ int tt_http_server_start(tt_server *srv, const tt_http_server_opts *opts,
     goto fail;
   }
   cc_ok = 1;
+  if (cond_init_mono(&h->idle_cond) != 0) {
+    rc = TETHER_ENOMEM;
+    goto fail;
+  }
+  ic_ok = 1;
 
   if (pthread_create(&h->committer, NULL, committer_main, h) != 0) {
     tt_errf(errbuf, errlen, "cannot start the committer thread");
@@ -953,9 +979,10 @@ int tt_http_server_start(tt_server *srv, const tt_http_server_opts *opts,
 
   /* poll(), not select(): with over a thousand connections descriptors
    * pass FD_SETSIZE. */
+  /* MHD_USE_ITC: MHD_quiesce_daemon needs it (tt_http_server_stop). */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
                    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-                   MHD_USE_ERROR_LOG;
+                   MHD_USE_ITC | MHD_USE_ERROR_LOG;
   if (ipv6)
     flags |= MHD_USE_IPv6;
   h->daemon = MHD_start_daemon(
@@ -999,6 +1026,8 @@ fail:
     pthread_mutex_unlock(&h->mu);
     pthread_join(h->committer, NULL);
   }
+  if (ic_ok)
+    pthread_cond_destroy(&h->idle_cond);
   if (cc_ok)
     pthread_cond_destroy(&h->commit_cond);
   if (dc_ok)
@@ -1036,15 +1065,28 @@ void tt_http_server_bytes(const tt_http_server *h, uint64_t *req_bytes,
 void tt_http_server_stop(tt_http_server *h) {
   if (h == NULL)
     return;
-  /* 1. Long-polls answer now instead of holding MHD_stop_daemon up. */
+  /* 1. No new connection; long-polls and parked pushes answer now, and a
+   * new request on a connection kept alive gets 503. */
+  MHD_socket listen_fd = MHD_quiesce_daemon(h->daemon);
   pthread_mutex_lock(&h->mu);
   h->stopping = 1;
   pthread_cond_broadcast(&h->commit_cond);
   pthread_cond_signal(&h->queue_cond); /* parked pushes are answered now */
+  /* 2. The committer still runs, so pushes already queued get their
+   * durable answer. Wait until every request under way has been sent its
+   * answer: MHD_stop_daemon drops the answers it finds still unsent. */
+  struct timespec drained = mono_at(mono_ms() + STOP_DRAIN_MS);
+  while (h->in_flight > 0 &&
+         pthread_cond_timedwait(&h->idle_cond, &h->mu, &drained) != ETIMEDOUT)
+    ;
+  if (h->in_flight > 0)
+    logf_(h, "warn", "stopping with %u requests still unanswered after %u ms",
+          h->in_flight, STOP_DRAIN_MS);
   pthread_mutex_unlock(&h->mu);
-  /* 2. Stop accepting and join every connection thread; the committer is
-   * still running, so pushes already queued get their durable answer. */
+  /* 3. Close the connections kept alive and join their threads. */
   MHD_stop_daemon(h->daemon);
+  if (listen_fd != MHD_INVALID_SOCKET)
+    close(listen_fd);
   /* 3. Drain and stop the committer. */
   pthread_mutex_lock(&h->mu);
   h->committer_stop = 1;
@@ -1052,6 +1094,7 @@ void tt_http_server_stop(tt_http_server *h) {
   pthread_mutex_unlock(&h->mu);
   pthread_join(h->committer, NULL);
   logf_(h, "info", "stopped");
+  pthread_cond_destroy(&h->idle_cond);
   pthread_cond_destroy(&h->commit_cond);
   pthread_cond_destroy(&h->done_cond);
   pthread_cond_destroy(&h->queue_cond);

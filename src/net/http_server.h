@@ -58,9 +58,12 @@ size_t tt_http_server_buffered(const tt_http_server *h);
 void tt_http_server_bytes(const tt_http_server *h, uint64_t *req_bytes,
                           uint64_t *resp_bytes);
 
-/* Stops accepting, answers every long-poll at once, lets in-flight pushes
- * finish their group commit, joins every thread and frees H. The tt_server
- * is not closed. NULL is a no-op. */
+/* Stops accepting connections, answers every long-poll and held push at
+ * once, lets pushes already queued finish their group commit, answers a new
+ * request on a connection kept alive 503, and waits (up to 5 s) until every
+ * answer under way has been sent before it closes the connections. Then it
+ * joins every thread and frees H. The tt_server is not closed. NULL is a
+ * no-op. */
 void tt_http_server_stop(tt_http_server *h);
 
 #endif

@@ -1,7 +1,7 @@
 /* net_http.c — the HTTP server and client against a real reconciler on a
  * temporary LMDB store: endpoints, error bodies, limits, zstd both ways,
- * group-committed concurrent pushes, and long-poll with 100+ waiting
- * replicas. */
+ * group-committed concurrent pushes, long-poll with 100+ waiting
+ * replicas, and pushes sent "ahead" (held, run, timed out, stopped). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 #include <zstd.h>
 
+#include "core/intent.h"
 #include "core/policy.h"
 #include "core/util.h"
 #include "net/codec.h"
@@ -718,8 +720,634 @@ static void test_stop_with_waiters(void **state) {
   for (int i = 0; i < N; i++)
     pthread_join(th[i], NULL);
   assert_true(mono_ms() - t0 < 10000);
+  /* Each got its (empty) answer, not a closed connection. */
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(args[i].rc, 0);
+    assert_int_equal(args[i].status, 200);
+    assert_int_equal(args[i].nchanges, 0);
+  }
   free(cursor);
   env_teardown(&st);
+}
+
+/* ---- pushes in flight ("ahead", PROTOCOL.md) ----------------------------- */
+
+/* A replica of the tests below: it makes its own chained intents (hashes
+ * computed by core/), so a push can be built and sent out of order. */
+typedef struct {
+  uint8_t id[TT_ID_LEN];
+  char hex[2 * TT_ID_LEN + 1];
+  uint64_t seq;              /* of the last intent made */
+  uint8_t last[TT_HASH_LEN]; /* its hash; zeros before the first */
+} ah_rep;
+
+static void ah_rep_init(ah_rep *r, uint8_t fill) {
+  memset(r, 0, sizeof *r);
+  memset(r->id, fill, TT_ID_LEN);
+  r->id[0] = 0xa4;
+  r->id[1] = (uint8_t)(mono_ms() & 0xff);
+  tt_hex_encode(r->id, TT_ID_LEN, r->hex);
+}
+
+/* The next intent of R on document ah/ctr: the first creates it with
+ * {"n":1}, every later one adds 1 to "n". So after intents 1..m the
+ * counter is m exactly when each was applied once. */
+static json_t *ah_intent(ah_rep *r) {
+  char prev[2 * TT_HASH_LEN + 1], err[256];
+  uint64_t s = r->seq + 1;
+  const char *ops = s == 1
+                        ? "[{\"kind\":\"create\",\"value\":{\"n\":1}}]"
+                        : "[{\"kind\":\"incr\",\"field\":\"n\",\"value\":1}]";
+  json_error_t je;
+  json_t *jops = json_loads(ops, 0, &je);
+  assert_non_null(jops);
+  tt_hex_encode(r->last, TT_HASH_LEN, prev);
+  json_t *j = json_pack(
+      "{s:s,s:I,s:s,s:s,s:I,s:i,s:s,s:s,s:I,s:o}", "client", r->hex, "seq",
+      (json_int_t)s, "prev", prev, "hash",
+      "0000000000000000000000000000000000000000000000000000000000000000",
+      "hlc", (json_int_t)((wall_ms() << 16) + s), "schema", 0, "coll", "ah",
+      "id", "ctr", "base", (json_int_t)0, "ops", jops);
+  assert_non_null(j);
+  tt_intent in;
+  if (tt_intent_from_json(j, &in, err, sizeof err))
+    fail_msg("intent: %s", err);
+  json_decref(j);
+  assert_int_equal(tt_intent_compute_hash(&in, in.hash), 0);
+  r->seq = in.seq;
+  memcpy(r->last, in.hash, TT_HASH_LEN);
+  json_t *out = tt_intent_to_json(&in, 1);
+  assert_non_null(out);
+  tt_intent_clear(&in);
+  return out;
+}
+
+/* A push body of R's next N intents; with "ahead": true if AHEAD. */
+static char *ah_body(ah_rep *r, size_t n, int ahead) {
+  json_t *arr = json_array();
+  assert_non_null(arr);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(json_array_append_new(arr, ah_intent(r)), 0);
+  json_t *b = json_pack("{s:i,s:s,s:o}", "v", 1, "replica", r->hex,
+                        "intents", arr);
+  assert_non_null(b);
+  if (ahead)
+    assert_int_equal(json_object_set_new(b, "ahead", json_true()), 0);
+  char *s = json_dumps(b, JSON_COMPACT);
+  assert_non_null(s);
+  json_decref(b);
+  return s;
+}
+
+/* One POST /v1/push from a thread of its own: no cmocka asserts in here
+ * (they must not jump out of another thread); the main thread checks. */
+typedef struct {
+  char url[128];
+  const char *body;
+  CURLcode res;
+  long status;
+  raw_resp resp;
+  uint64_t t0, t1; /* mono_ms around the request */
+  atomic_int done;
+} ah_post;
+
+static void *ah_post_main(void *p) {
+  ah_post *a = p;
+  memset(&a->resp, 0, sizeof a->resp);
+  a->status = 0;
+  a->res = CURLE_FAILED_INIT;
+  a->t0 = mono_ms();
+  CURL *c = curl_easy_init();
+  if (c != NULL) {
+    struct curl_slist *h = NULL;
+    h = curl_slist_append(h, "Content-Type: application/json");
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, a->url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+                     (curl_off_t)strlen(a->body));
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, a->body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, raw_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a->resp);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    a->res = curl_easy_perform(c);
+    if (a->res == CURLE_OK)
+      curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+  }
+  a->t1 = mono_ms();
+  atomic_store(&a->done, 1);
+  return NULL;
+}
+
+static void ah_post_start(ah_post *a, pthread_t *th, const char *base,
+                          const char *body) {
+  memset(a, 0, sizeof *a);
+  snprintf(a->url, sizeof a->url, "%s/v1/push", base);
+  a->body = body;
+  atomic_init(&a->done, 0);
+  assert_int_equal(pthread_create(th, NULL, ah_post_main, a), 0);
+}
+
+/* The same, in this thread. */
+static void ah_post_run(ah_post *a, const char *base, const char *body) {
+  pthread_t th;
+  ah_post_start(a, &th, base, body);
+  pthread_join(th, NULL);
+}
+
+static void ah_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Waits until the push A (the only one in flight on SRV) has been through
+ * a group commit that left it parked: tt_server_push counts every job it
+ * is given in "pushes" (a deferred one too), and the request is still not
+ * answered, nothing applied, nothing refused. S0: the counts before A was
+ * sent. */
+static void ah_wait_parked(tt_server *srv, const tt_server_stats *s0,
+                           ah_post *a) {
+  uint64_t until = mono_ms() + 10000;
+  tt_server_stats s;
+  for (;;) {
+    tt_server_get_stats(srv, &s);
+    if (s.pushes > s0->pushes)
+      break;
+    if (atomic_load(&a->done))
+      fail_msg("the push sent ahead was answered (curl %d, status %ld: %s) "
+               "instead of being held",
+               (int)a->res, a->status, a->resp.body ? a->resp.body : "");
+    if (mono_ms() > until)
+      fail_msg("the push sent ahead never reached the committer");
+    ah_sleep_ms(5);
+  }
+  /* Run once and held: still unanswered a while later. */
+  ah_sleep_ms(100);
+  if (atomic_load(&a->done))
+    fail_msg("the push sent ahead was answered (curl %d, status %ld: %s) "
+             "instead of being held",
+             (int)a->res, a->status, a->resp.body ? a->resp.body : "");
+  tt_server_get_stats(srv, &s);
+  assert_int_equal(s.intents_applied + s.intents_merged,
+                   s0->intents_applied + s0->intents_merged);
+  assert_int_equal(s.bad_requests, s0->bad_requests);
+}
+
+static json_t *ah_parse(const ah_post *a) {
+  json_t *j = NULL;
+  char err[200];
+  if (a->resp.body == NULL)
+    fail_msg("no answer body (curl %d, status %ld)", (int)a->res, a->status);
+  if (tt_codec_parse(a->resp.body, a->resp.len, &j, err, sizeof err))
+    fail_msg("answer not JSON: %s: %s", err, a->resp.body);
+  return j;
+}
+
+/* A 200 push answer of intents FIRST..LAST: ahead_ok, acked at least
+ * LAST (exactly ACKED if non-zero), one outcome per intent, in order, each
+ * applied or merged, none a duplicate. */
+static void ah_assert_ok(const ah_post *a, uint64_t first, uint64_t last,
+                         uint64_t acked) {
+  if (a->res != CURLE_OK || a->status != 200)
+    print_error("push: curl %d status %ld: %s\n", (int)a->res, a->status,
+                a->resp.body ? a->resp.body : "");
+  assert_int_equal(a->res, CURLE_OK);
+  assert_int_equal(a->status, 200);
+  json_t *j = ah_parse(a);
+  assert_true(json_is_true(json_object_get(j, "ahead_ok")));
+  json_int_t ack = json_integer_value(json_object_get(j, "acked"));
+  assert_true((uint64_t)ack >= last);
+  if (acked)
+    assert_int_equal(ack, acked);
+  json_t *outs = json_object_get(j, "outcomes");
+  assert_int_equal(json_array_size(outs), last - first + 1);
+  for (size_t i = 0; i < json_array_size(outs); i++) {
+    json_t *o = json_array_get(outs, i);
+    assert_int_equal(json_integer_value(json_object_get(o, "seq")),
+                     first + i);
+    const char *k = json_string_value(json_object_get(o, "outcome"));
+    assert_non_null(k);
+    if (strcmp(k, "applied") != 0 && strcmp(k, "merged") != 0)
+      fail_msg("seq %zu: outcome %s: %s", (size_t)(first + i), k,
+               a->resp.body);
+    assert_null(json_object_get(o, "duplicate"));
+  }
+  json_decref(j);
+}
+
+/* A 409 gap answer saying EXPECTED. */
+static void ah_assert_gap(const ah_post *a, uint64_t expected) {
+  if (a->res != CURLE_OK || a->status != 409)
+    print_error("push: curl %d status %ld: %s\n", (int)a->res, a->status,
+                a->resp.body ? a->resp.body : "");
+  assert_int_equal(a->res, CURLE_OK);
+  assert_int_equal(a->status, 409);
+  assert_error_body(&a->resp, "gap");
+  json_t *j = ah_parse(a);
+  assert_int_equal(json_integer_value(json_object_get(j, "expected")),
+                   expected);
+  json_decref(j);
+}
+
+/* Document ah/ctr as a new replica pulls it from BASE: its "n", or -1 if
+ * absent. */
+static long long ah_pulled_counter(const char *base) {
+  char url[128], body[160];
+  snprintf(url, sizeof url, "%s/v1/pull", base);
+  snprintf(body, sizeof body,
+           "{\"v\":1,\"replica\":\"%032x\",\"cursor\":[],\"limit\":5000}",
+           0xfeed);
+  raw_resp r;
+  assert_int_equal(raw_post(url, body, strlen(body), NULL, 0, &r), 200);
+  json_t *j = NULL;
+  char err[200];
+  assert_int_equal(tt_codec_parse(r.body, r.len, &j, err, sizeof err), 0);
+  assert_false(json_is_true(json_object_get(j, "more")));
+  long long n = -1;
+  int seen = 0;
+  json_t *ch = json_object_get(j, "changes");
+  for (size_t i = 0; i < json_array_size(ch); i++) {
+    json_t *c = json_array_get(ch, i);
+    if (strcmp(json_string_value(json_object_get(c, "coll")), "ah") != 0 ||
+        strcmp(json_string_value(json_object_get(c, "id")), "ctr") != 0)
+      continue;
+    seen++;
+    json_t *v = json_object_get(json_object_get(c, "set"), "n");
+    if (json_is_integer(v))
+      n = json_integer_value(v);
+  }
+  assert_true(seen <= 1);
+  json_decref(j);
+  free(r.body);
+  return n;
+}
+
+static void ah_server(env *e, uint32_t ahead_wait_ms, tt_http_server **h,
+                      char *base, size_t baselen) {
+  tt_http_server_opts ho = {.host = "127.0.0.1", .max_body = MAX_BODY,
+                            .ahead_wait_ms = ahead_wait_ms};
+  char err[256];
+  int rc = tt_http_server_start(e->srv, &ho, h, err, sizeof err);
+  if (rc)
+    print_error("http start: %s\n", err);
+  assert_int_equal(rc, 0);
+  snprintf(base, baselen, "http://127.0.0.1:%u",
+           (unsigned)tt_http_server_port(*h));
+}
+
+/* Push B (seqs 4-9, "ahead") reaches the server before push A (1-3) it
+ * follows: B is held with no effect, A commits, then B: both 200, each
+ * with the outcomes of its own seqs, all nine intents applied once. */
+static void test_ahead_parked_then_committed(void **state) {
+  env *e = *state;
+  enum { K = 3, M = 9 };
+  /* A wait far longer than the test: B must be run by A's commit, not by
+   * its wait running out. */
+  tt_http_server *h = NULL;
+  char base[64];
+  ah_server(e, 30000, &h, base, sizeof base);
+  ah_rep r;
+  ah_rep_init(&r, 0x11);
+  char *a_body = ah_body(&r, K, 0);
+  char *b_body = ah_body(&r, M - K, 1);
+  tt_server_stats s0, s1;
+  tt_server_get_stats(e->srv, &s0);
+
+  ah_post b, a;
+  pthread_t tb, ta;
+  ah_post_start(&b, &tb, base, b_body);
+  ah_wait_parked(e->srv, &s0, &b);
+  uint64_t t_a = mono_ms();
+  ah_post_start(&a, &ta, base, a_body);
+  pthread_join(ta, NULL);
+  pthread_join(tb, NULL);
+
+  ah_assert_ok(&a, 1, K, 0);
+  ah_assert_ok(&b, K + 1, M, M);
+  /* B was answered after A was sent, and soon: by the commit. */
+  assert_true(b.t1 >= t_a);
+  assert_true(b.t1 - t_a < 3000);
+  tt_server_get_stats(e->srv, &s1);
+  assert_int_equal(s1.intents_applied + s1.intents_merged -
+                       s0.intents_applied - s0.intents_merged,
+                   M);
+  assert_int_equal(s1.intents_duplicate - s0.intents_duplicate, 0);
+  assert_int_equal(s1.intents_rejected - s0.intents_rejected, 0);
+  assert_int_equal(s1.intents_conflict - s0.intents_conflict, 0);
+  assert_int_equal(ah_pulled_counter(e->url), M);
+
+  /* The chain goes on from B's last intent. */
+  char *c_body = ah_body(&r, 1, 0);
+  ah_post c;
+  ah_post_run(&c, e->url, c_body);
+  ah_assert_ok(&c, M + 1, M + 1, M + 1);
+  assert_int_equal(ah_pulled_counter(e->url), M + 1);
+  free(c.resp.body);
+  free(c_body);
+
+  free(a.resp.body);
+  free(b.resp.body);
+  free(a_body);
+  free(b_body);
+  tt_http_server_stop(h);
+}
+
+/* A push sent ahead whose predecessor never comes is held for
+ * ahead_wait_ms, then answered 409 gap, and changed nothing. */
+static void test_ahead_wait_times_out(void **state) {
+  env *e = *state;
+  enum { K = 3, M = 7, WAIT = 300 };
+  tt_http_server *h = NULL;
+  char base[64];
+  ah_server(e, WAIT, &h, base, sizeof base);
+  ah_rep r;
+  ah_rep_init(&r, 0x22);
+  char *a_body = ah_body(&r, K, 0);
+  char *b_body = ah_body(&r, M - K, 1);
+  tt_server_stats s0, s1;
+  tt_server_get_stats(e->srv, &s0);
+
+  ah_post b;
+  ah_post_run(&b, base, b_body);
+  ah_assert_gap(&b, 1);
+  uint64_t took = b.t1 - b.t0;
+  if (took < WAIT - 20 || took >= 1500)
+    print_error("gap answered after %llu ms\n", (unsigned long long)took);
+  assert_true(took >= WAIT - 20); /* held for its wait */
+  assert_true(took < 1500);       /* the option, not the 2000 ms default */
+  tt_server_get_stats(e->srv, &s1);
+  assert_int_equal(s1.intents_applied + s1.intents_merged -
+                       s0.intents_applied - s0.intents_merged,
+                   0);
+  assert_int_equal(ah_pulled_counter(e->url), -1);
+
+  /* Nothing of B stayed: A is the replica's first push, then B again. */
+  ah_post a;
+  ah_post_run(&a, base, a_body);
+  ah_assert_ok(&a, 1, K, K);
+  free(b.resp.body);
+  ah_post_run(&b, base, b_body);
+  ah_assert_ok(&b, K + 1, M, M);
+  assert_true(b.t1 - b.t0 < 1000); /* no gap: not held */
+  assert_int_equal(ah_pulled_counter(e->url), M);
+  free(a.resp.body);
+  free(b.resp.body);
+  free(a_body);
+  free(b_body);
+  tt_http_server_stop(h);
+}
+
+/* Without "ahead" a gap is answered at once, however long a push sent
+ * ahead would be held. */
+static void test_ahead_same_without_flag(void **state) {
+  env *e = *state;
+  enum { K = 2, M = 5, WAIT = 5000 };
+  tt_http_server *h = NULL;
+  char base[64];
+  ah_server(e, WAIT, &h, base, sizeof base);
+  ah_rep r;
+  ah_rep_init(&r, 0x33);
+  char *a_body = ah_body(&r, K, 0);
+  char *b_body = ah_body(&r, M - K, 0);
+  tt_server_stats s0, s1;
+  tt_server_get_stats(e->srv, &s0);
+
+  ah_post b;
+  ah_post_run(&b, base, b_body);
+  ah_assert_gap(&b, 1);
+  if (b.t1 - b.t0 >= 1000)
+    print_error("gap answered after %llu ms\n",
+                (unsigned long long)(b.t1 - b.t0));
+  assert_true(b.t1 - b.t0 < 1000);
+  tt_server_get_stats(e->srv, &s1);
+  assert_int_equal(s1.intents_applied + s1.intents_merged -
+                       s0.intents_applied - s0.intents_merged,
+                   0);
+  free(b.resp.body);
+
+  ah_post a;
+  ah_post_run(&a, base, a_body);
+  ah_assert_ok(&a, 1, K, K);
+  ah_post_run(&b, base, b_body);
+  ah_assert_ok(&b, K + 1, M, M);
+  assert_int_equal(ah_pulled_counter(e->url), M);
+  free(a.resp.body);
+  free(b.resp.body);
+  free(a_body);
+  free(b_body);
+  tt_http_server_stop(h);
+}
+
+/* A fault hook that holds the committer inside its next group commit
+ * (at "push:before-commit") until released: pushes sent meanwhile queue
+ * up and go into the following group commit together, in arrival order. */
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int armed, inside, released;
+} ah_gate;
+
+static int ah_gate_hook(void *ctx, const char *point) {
+  ah_gate *g = ctx;
+  if (strcmp(point, "push:before-commit") != 0)
+    return 0;
+  pthread_mutex_lock(&g->mu);
+  if (g->armed) {
+    g->armed = 0;
+    g->inside = 1;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->released)
+      pthread_cond_wait(&g->cv, &g->mu);
+  }
+  pthread_mutex_unlock(&g->mu);
+  return 0;
+}
+
+/* Waits until the server has received NBYTES more request body bytes
+ * than REQ0, then a moment for the handler to queue the push. */
+static void ah_wait_received(tt_http_server *h, uint64_t req0,
+                             size_t nbytes) {
+  uint64_t until = mono_ms() + 10000, req = 0;
+  for (;;) {
+    tt_http_server_bytes(h, &req, NULL);
+    if (req >= req0 + nbytes)
+      break;
+    if (mono_ms() > until)
+      fail_msg("the server never received the push");
+    ah_sleep_ms(5);
+  }
+  ah_sleep_ms(150);
+}
+
+/* Push B (sent ahead) and push A it follows arrive in that order while
+ * the committer is busy, so both go into one group commit with B first:
+ * B finds the gap (A is checked after it) and is parked, A commits, and
+ * the committer runs B again at once because that commit answered a push
+ * 200 — not when B's wait runs out. */
+static void test_ahead_retried_after_commit(void **state) {
+  (void)state;
+  enum { K = 2, M = 5 };
+  ah_gate g = {.armed = 0};
+  pthread_mutex_init(&g.mu, NULL);
+  pthread_cond_init(&g.cv, NULL);
+  char dir[64] = "/tmp/tt_netah_XXXXXX", err[256];
+  assert_non_null(mkdtemp(dir));
+  tt_store *st = NULL;
+  tt_policy_table *pol = NULL;
+  tt_server *srv = NULL;
+  tt_store_opts so = {.no_sync = 1};
+  assert_int_equal(tt_store_open_lmdb(dir, &so, &st, err, sizeof err), 0);
+  assert_int_equal(tt_policy_parse(NULL, 0, &pol, err, sizeof err), 0);
+  tt_server_opts o = {.fault = ah_gate_hook, .fault_ctx = &g};
+  assert_int_equal(tt_server_open(st, pol, &o, &srv, err, sizeof err), 0);
+  tt_http_server *h = NULL;
+  char base[64];
+  {
+    env tmp = {.srv = srv};
+    ah_server(&tmp, 30000, &h, base, sizeof base);
+  }
+
+  /* X, of another replica, holds the committer. */
+  ah_rep rx, r;
+  ah_rep_init(&rx, 0x55);
+  ah_rep_init(&r, 0x66);
+  char *x_body = ah_body(&rx, 1, 0);
+  char *a_body = ah_body(&r, K, 0);
+  char *b_body = ah_body(&r, M - K, 1);
+  pthread_mutex_lock(&g.mu);
+  g.armed = 1;
+  pthread_mutex_unlock(&g.mu);
+  ah_post x, a, b;
+  pthread_t tx, ta, tb;
+  ah_post_start(&x, &tx, base, x_body);
+  pthread_mutex_lock(&g.mu);
+  while (!g.inside)
+    pthread_cond_wait(&g.cv, &g.mu);
+  pthread_mutex_unlock(&g.mu);
+  tt_server_stats s0, s1;
+  tt_server_get_stats(srv, &s0);
+  uint64_t req0 = 0;
+  tt_http_server_bytes(h, &req0, NULL);
+  ah_post_start(&b, &tb, base, b_body);
+  ah_wait_received(h, req0, strlen(b_body));
+  tt_http_server_bytes(h, &req0, NULL);
+  ah_post_start(&a, &ta, base, a_body);
+  ah_wait_received(h, req0, strlen(a_body));
+  assert_false(atomic_load(&b.done));
+  assert_false(atomic_load(&a.done));
+
+  uint64_t t0 = mono_ms();
+  pthread_mutex_lock(&g.mu);
+  g.released = 1;
+  pthread_cond_broadcast(&g.cv);
+  pthread_mutex_unlock(&g.mu);
+  pthread_join(tx, NULL);
+  pthread_join(ta, NULL);
+  pthread_join(tb, NULL);
+
+  ah_assert_ok(&x, 1, 1, 1);
+  ah_assert_ok(&a, 1, K, K);
+  ah_assert_ok(&b, K + 1, M, M);
+  assert_true(b.t1 - t0 < 3000); /* run again at once, not after 30 s */
+  /* The group commits after X's: [B, A] (B deferred), then [B] again. X's
+   * own count was taken before its commit ended. */
+  tt_server_get_stats(srv, &s1);
+  if (s1.pushes - s0.pushes != 1 + 3)
+    print_error("pushes run after X: %llu\n",
+                (unsigned long long)(s1.pushes - s0.pushes));
+  assert_int_equal(s1.pushes - s0.pushes, 1 + 3);
+  assert_int_equal(ah_pulled_counter(base), M);
+
+  tt_http_server_stop(h);
+  tt_server_close(srv);
+  tt_store_close(st);
+  tt_policy_free(pol);
+  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  pthread_cond_destroy(&g.cv);
+  pthread_mutex_destroy(&g.mu);
+  free(x.resp.body);
+  free(a.resp.body);
+  free(b.resp.body);
+  free(x_body);
+  free(a_body);
+  free(b_body);
+}
+
+static void *ah_stop_main(void *p) {
+  tt_http_server_stop(p);
+  return NULL;
+}
+
+/* Stopping the server ends a held push at once instead of after its wait,
+ * and the stop returns: the push is answered 409 gap (counted as a bad
+ * request; nothing of it applied), and that answer reaches the client
+ * before the connection closes (tt_http_server_stop waits for the answers
+ * under way before MHD_stop_daemon, which would drop them). */
+static void test_stop_with_parked_push(void **state) {
+  env *e = *state;
+  enum { K = 2, M = 6, WAIT = 60000 };
+  tt_http_server *h = NULL;
+  char base[64];
+  ah_server(e, WAIT, &h, base, sizeof base);
+  ah_rep r;
+  ah_rep_init(&r, 0x44);
+  char *a_body = ah_body(&r, K, 0);
+  char *b_body = ah_body(&r, M - K, 1);
+  tt_server_stats s0;
+  tt_server_get_stats(e->srv, &s0);
+
+  ah_post b;
+  pthread_t tb, ts;
+  ah_post_start(&b, &tb, base, b_body);
+  ah_wait_parked(e->srv, &s0, &b);
+  uint64_t t0 = mono_ms();
+  assert_int_equal(pthread_create(&ts, NULL, ah_stop_main, h), 0);
+  struct timespec at;
+  clock_gettime(CLOCK_REALTIME, &at);
+  at.tv_sec += 10;
+  int jrc = pthread_timedjoin_np(ts, NULL, &at);
+  if (jrc != 0)
+    fail_msg("tt_http_server_stop still running after 10 s with a push "
+             "held");
+  uint64_t stop_ms = mono_ms() - t0;
+  pthread_join(tb, NULL);
+  uint64_t answer_ms = b.t1 - t0;
+  if (stop_ms >= 3000 || answer_ms >= 3000)
+    print_error("stop took %llu ms, answer %llu ms\n",
+                (unsigned long long)stop_ms, (unsigned long long)answer_ms);
+  assert_true(stop_ms < 3000);
+  assert_true(answer_ms < 3000);
+  if (b.res != CURLE_OK)
+    print_error("held push on stop: curl %d (%s)\n", (int)b.res,
+                curl_easy_strerror(b.res));
+  assert_int_equal(b.res, CURLE_OK);
+  ah_assert_gap(&b, 1);
+  /* Answered as a gap, and nothing applied: it was not left parked, nor
+   * run as if the gap were not there. */
+  tt_server_stats s1;
+  tt_server_get_stats(e->srv, &s1);
+  assert_int_equal(s1.bad_requests - s0.bad_requests, 1);
+  assert_int_equal(s1.intents_applied + s1.intents_merged -
+                       s0.intents_applied - s0.intents_merged,
+                   0);
+  assert_int_equal(ah_pulled_counter(e->url), -1);
+
+  /* The reconciler is untouched: through the fixture's server A, then B
+   * again, commit. */
+  ah_post a;
+  ah_post_run(&a, e->url, a_body);
+  ah_assert_ok(&a, 1, K, K);
+  free(b.resp.body);
+  ah_post_run(&b, e->url, b_body);
+  ah_assert_ok(&b, K + 1, M, M);
+  assert_int_equal(ah_pulled_counter(e->url), M);
+  free(a.resp.body);
+  free(b.resp.body);
+  free(a_body);
+  free(b_body);
 }
 
 /* A body sent chunked (no Content-Length), from memory. */
@@ -871,6 +1499,15 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_buffer_budget, env_setup,
                                       env_teardown),
       cmocka_unit_test(test_stop_with_waiters),
+      cmocka_unit_test_setup_teardown(test_ahead_parked_then_committed,
+                                      env_setup, env_teardown),
+      cmocka_unit_test_setup_teardown(test_ahead_wait_times_out, env_setup,
+                                      env_teardown),
+      cmocka_unit_test_setup_teardown(test_ahead_same_without_flag,
+                                      env_setup, env_teardown),
+      cmocka_unit_test_setup_teardown(test_stop_with_parked_push, env_setup,
+                                      env_teardown),
+      cmocka_unit_test(test_ahead_retried_after_commit),
       cmocka_unit_test(test_client_unreachable),
   };
   curl_global_init(CURL_GLOBAL_ALL);
