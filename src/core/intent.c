@@ -642,9 +642,9 @@ static int canon_key(tt_buf *b, const char *key, int first) {
 }
 
 static int canon_int(tt_buf *b, const char *key, long long v) {
-  char num[24];
-  int n = snprintf(num, sizeof num, "%lld", v);
-  return canon_key(b, key, 0) || tt_buf_add(b, num, (size_t)n)
+  char num[TT_I64_TEXT_MAX];
+  size_t n = tt_i64_text(v, num);
+  return canon_key(b, key, 0) || tt_buf_add(b, num, n)
              ? TETHER_ENOMEM
              : 0;
 }
@@ -702,9 +702,9 @@ static int canon_intent(tt_buf *b, const tt_intent *in) {
   if ((rc = canon_key(b, "base", 1)))
     return rc;
   {
-    char num[24];
-    int n = snprintf(num, sizeof num, "%lld", (long long)in->base);
-    if (tt_buf_add(b, num, (size_t)n)) return TETHER_ENOMEM;
+    char num[TT_I64_TEXT_MAX];
+    if (tt_buf_add(b, num, tt_i64_text((int64_t)in->base, num)))
+      return TETHER_ENOMEM;
   }
   if ((rc = canon_hex(b, "client", in->client, TT_ID_LEN)) ||
       (rc = canon_str(b, "coll", in->coll ? in->coll : "", 0)) ||

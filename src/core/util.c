@@ -160,6 +160,22 @@ static int canon_string(canon_sink *s, const char *str, size_t len) {
   return sink_put(s, "\"", 1);
 }
 
+size_t tt_i64_text(int64_t v, char out[TT_I64_TEXT_MAX]) {
+  char rev[TT_I64_TEXT_MAX];
+  /* The magnitude as unsigned: -INT64_MIN does not fit an int64_t. */
+  uint64_t m = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  size_t n = 0, len = 0;
+  do {
+    rev[n++] = (char)('0' + m % 10);
+    m /= 10;
+  } while (m);
+  if (v < 0)
+    out[len++] = '-';
+  while (n)
+    out[len++] = rev[--n];
+  return len;
+}
+
 /* jansson's jsonp_dtostr at precision 17, in the "C" locale. */
 size_t tt_canon_real_text(double d, char out[TT_CANON_REAL_MAX]) {
   char *b = out;
@@ -266,9 +282,8 @@ static int canon_value(canon_sink *s, const json_t *v) {
   case JSON_STRING:
     return canon_string(s, json_string_value(v), json_string_length(v));
   case JSON_INTEGER: {
-    char b[24];
-    int n = snprintf(b, sizeof b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    return sink_put(s, b, (size_t)n);
+    char b[TT_I64_TEXT_MAX];
+    return sink_put(s, b, tt_i64_text(json_integer_value(v), b));
   }
   case JSON_REAL:
     return canon_real(s, json_real_value(v));

@@ -93,6 +93,12 @@ int tt_name_valid(const char *s);
 void tt_errf(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* V in decimal, as printf's "%lld" writes it, without a NUL: the length
+ * (at most TT_I64_TEXT_MAX). Every integer of every canonical text goes
+ * through it, on both sides, and snprintf costs several times as much. */
+#define TT_I64_TEXT_MAX 20
+size_t tt_i64_text(int64_t v, char out[TT_I64_TEXT_MAX]);
+
 /* Big-endian u64/u32 for ordered store keys. */
 void tt_be64_put(uint8_t out[8], uint64_t v);
 uint64_t tt_be64_get(const uint8_t in[8]);

@@ -206,6 +206,10 @@ void tt_r_seqkey(uint8_t out[8], uint64_t seq);
 /* Removes intent SEQ (doc key KEY) from OUTBOX (with its acked index entry,
  * if any) and PENDING. */
 int tt_r_obx_drop(tt_txn *t, uint64_t seq, const uint8_t *key, size_t klen);
+/* tt_r_obx_drop for an intent the caller has just read as pending (it has
+ * no ack index entry), without reading its record again. */
+int tt_r_obx_drop_pending(tt_txn *t, uint64_t seq, const uint8_t *key,
+                          size_t klen);
 
 /* Acked index key (see the layout above). An acked intent is dropped from
  * the outbox once the confirmed state includes its effect: when the cursor

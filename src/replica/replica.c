@@ -419,7 +419,14 @@ int tt_r_obx_drop(tt_txn *t, uint64_t seq, const uint8_t *key, size_t klen) {
   } else if (rc != TETHER_ENOTFOUND) {
     return rc;
   }
-  rc = tt_del(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8});
+  return tt_r_obx_drop_pending(t, seq, key, klen);
+}
+
+int tt_r_obx_drop_pending(tt_txn *t, uint64_t seq, const uint8_t *key,
+                          size_t klen) {
+  uint8_t sk[8];
+  tt_r_seqkey(sk, seq);
+  int rc = tt_del(t, TT_TABLE_OUTBOX, (tt_bytes){sk, 8});
   if (rc) return rc;
   uint8_t pk[TT_R_KEYMAX + 9];
   if (klen > TT_R_KEYMAX) return TETHER_ECORRUPT;

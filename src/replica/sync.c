@@ -296,7 +296,7 @@ static int outcome_record(tt_buf *b, uint8_t kind, const char *coll,
                  {"id", id},           {"label", label},
                  {"outcome", outcome}, {"reason", reason},
                  {"rule", rule}};
-  char num[32];
+  char num[TT_I64_TEXT_MAX];
   int rc;
   if (tt_buf_add(b, &kind, 1) || tt_buf_add(b, "{", 1)) return TETHER_ENOMEM;
   for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
@@ -309,8 +309,12 @@ static int outcome_record(tt_buf *b, uint8_t kind, const char *coll,
       return rc;
     if (tt_buf_add(b, ",", 1)) return TETHER_ENOMEM;
   }
-  int n = snprintf(num, sizeof num, "\"seq\":%llu}", (unsigned long long)seq);
-  return tt_buf_add(b, num, (size_t)n) ? TETHER_ENOMEM : 0;
+  /* seq <= INT64_MAX: intents are refused past it. */
+  size_t n = tt_i64_text((int64_t)seq, num);
+  return tt_buf_add(b, "\"seq\":", 6) || tt_buf_add(b, num, n) ||
+                 tt_buf_add(b, "}", 1)
+             ? TETHER_ENOMEM
+             : 0;
 }
 
 /* Applies one outcome of the response to an unacknowledged intent. */
@@ -384,11 +388,11 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
      * shows the confirmed state until the pull that follows brings its
      * effect. That pull must not skip it as one of our own writes. */
     if ((rc = tt_r_own_hold(t, seq)) ||
-        (rc = tt_r_obx_drop(t, seq, key, klen)) ||
+        (rc = tt_r_obx_drop_pending(t, seq, key, klen)) ||
         (rc = tt_r_view_recompute(t, key, klen)))
       goto out;
   } else if (kind == TT_OUT_REJECTED) {
-    if ((rc = tt_r_obx_drop(t, seq, key, klen)) ||
+    if ((rc = tt_r_obx_drop_pending(t, seq, key, klen)) ||
         (rc = tt_r_view_recompute(t, key, klen)))
       goto out;
     rc = tt_r_has_pending_after(t, key, klen, seq);
@@ -413,7 +417,7 @@ static int apply_outcome(tt_replica *r, tt_txn *t, const json_t *oc,
                                   &clean)) ||
               clean)) {
     /* From the overlay: no pending intent is left, nor its overlay. */
-    if (rc || (rc = tt_r_obx_drop(t, seq, key, klen)) ||
+    if (rc || (rc = tt_r_obx_drop_pending(t, seq, key, klen)) ||
         (rc = from_overlay
                   ? tt_del(t, TT_TABLE_VIEW, (tt_bytes){key, klen})
                   : tt_r_view_recompute(t, key, klen)))

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +134,37 @@ static void test_errf(void **state) {
   tt_errf(NULL, 0, "%d", 1); /* no crash */
   tt_errf(buf, 0, "%d", 1);
   assert_string_equal(buf, "abcdef-");
+}
+
+/* tt_i64_text writes what "%lld" writes: the bounds, zero, each power of
+ * ten and its neighbours, and a spread of values in between. */
+static void test_i64_text(void **state) {
+  (void)state;
+  int64_t vals[200];
+  size_t n = 0;
+  vals[n++] = 0;
+  vals[n++] = INT64_MAX;
+  vals[n++] = INT64_MIN;
+  vals[n++] = INT64_MIN + 1;
+  for (int64_t p = 1; p <= INT64_MAX / 10; p *= 10) {
+    vals[n++] = p;
+    vals[n++] = p - 1;
+    vals[n++] = -p;
+    vals[n++] = -(p + 1);
+  }
+  uint64_t x = 0x9e3779b97f4a7c15u;
+  while (n < sizeof vals / sizeof vals[0]) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    vals[n++] = (int64_t)x >> (x % 60);
+  }
+  for (size_t i = 0; i < n; i++) {
+    char want[32], got[TT_I64_TEXT_MAX + 1];
+    int wn = snprintf(want, sizeof want, "%lld", (long long)vals[i]);
+    size_t gn = tt_i64_text(vals[i], got);
+    got[gn] = 0;
+    assert_int_equal(gn, (size_t)wn);
+    assert_string_equal(got, want);
+  }
 }
 
 static void test_be(void **state) {
@@ -284,7 +316,7 @@ int main(void) {
       cmocka_unit_test(test_hex_roundtrip), cmocka_unit_test(test_hex_invalid),
       cmocka_unit_test(test_canon),         cmocka_unit_test(test_canon_len_limit),
       cmocka_unit_test(test_canon_equal),   cmocka_unit_test(test_name_valid), cmocka_unit_test(test_utf8_valid),
-      cmocka_unit_test(test_errf),          cmocka_unit_test(test_be),
+      cmocka_unit_test(test_errf),          cmocka_unit_test(test_be), cmocka_unit_test(test_i64_text),
       cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
