@@ -93,6 +93,23 @@ static void srv_outcome(const uint8_t *d, size_t n, ff_expect ex) {
   j = tt_srv_outcome_json(&o, 1);
   FF_CHECK(j && json_is_true(json_object_get(j, "duplicate")), "wire form");
   json_decref(j);
+  /* The text a push answer is written from is the tree's canonical text,
+   * byte for byte (or both fail: a rule or reason that is not UTF-8). */
+  for (int dup = 0; dup <= 1; dup++) {
+    tt_buf t = {0};
+    json_t *tree = tt_srv_outcome_json(&o, dup);
+    int trc = tt_srv_outcome_text(&t, &o, dup);
+    char *canon = tree ? tt_canon(tree) : NULL;
+    FF_CHECK((trc == 0) == (canon != NULL), "outcome text and tree disagree "
+             "on success (%d)", trc);
+    FF_CHECK(!canon || (t.len == strlen(canon) &&
+                        memcmp(t.data, canon, t.len) == 0),
+             "outcome text differs from the tree's:\n%.*s\n%s", (int)t.len,
+             (const char *)t.data, canon);
+    free(canon);
+    json_decref(tree);
+    tt_buf_free(&t);
+  }
   FF_CHECK(tt_srv_outcome_encode(&o, &e1, &l1) == 0, "encode");
   rc = tt_srv_outcome_decode(B(e1, l1), 7, &o2, &c2);
   FF_CHECK(rc == 0, "re-encoded outcome refused");

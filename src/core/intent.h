@@ -78,8 +78,6 @@ int tt_intent_from_json(const json_t *j, tt_intent *out, char *errbuf,
 int tt_intent_from_json_sized(const json_t *j, size_t canon_len,
                               tt_intent *out, char *errbuf, size_t errlen);
 
-/* New JSON object in the wire form; WITH_HASH adds "hash". NULL on ENOMEM.
- * Caller owns the reference (json_decref). */
 /* tt_intent_from_json_sized's fast path for the usual case: TEXT (AVAIL
  * bytes, more may follow the intent) starts with tt_canon's text of a valid
  * intent. 0: *OUT holds it and *USED is the length of that text. 1: the
@@ -92,6 +90,8 @@ int tt_intent_from_json_sized(const json_t *j, size_t canon_len,
 int tt_intent_from_canonical(const char *text, size_t avail, unsigned flags,
                              int depth, tt_intent *out, size_t *used);
 
+/* New JSON object in the wire form; WITH_HASH adds "hash". NULL on ENOMEM.
+ * Caller owns the reference (json_decref). */
 json_t *tt_intent_to_json(const tt_intent *in, int with_hash);
 
 /* Computes the BLAKE2b-256 of the canonical form without "hash". */

@@ -409,6 +409,7 @@ static enum MHD_Result handle_push(tt_http_server *h,
   push_waiter w;
   memset(&w, 0, sizeof w);
   w.job.prep = prep;
+  w.job.text_answer = 1; /* sent as it is: no tree to build and dump */
   if (tt_push_prep_ahead(prep))
     w.wait_until = mono_ms() + h->ahead_wait_ms;
   pthread_mutex_lock(&h->mu);
@@ -426,6 +427,9 @@ static enum MHD_Result handle_push(tt_http_server *h,
   while (!w.done)
     pthread_cond_wait(&h->done_cond, &h->mu);
   pthread_mutex_unlock(&h->mu);
+  if (w.job.response_text) /* send_bytes takes it */
+    return send_bytes(h, conn, (unsigned)w.job.status, w.job.response_text,
+                      w.job.response_len, "application/json", 1, NULL);
   enum MHD_Result ret = send_result(h, conn, w.job.status, w.job.response);
   json_decref(w.job.response);
   return ret;

@@ -136,7 +136,10 @@ typedef struct {
    * a push before it has recorded the previous one's outcomes). */
   uint64_t prune_below;
   unsigned gen, mark;  /* partition transaction that pruned / counted it */
-  json_t **out;        /* [n]: each intent's outcome once its partition ran */
+  /* [n]: each intent's outcome, as canonical text (malloc'd, out_len[i]
+   * bytes), once its partition ran; the answer is written from these */
+  char **out;
+  size_t *out_len;
 } jstate;
 
 typedef struct {
@@ -298,7 +301,8 @@ static int check_intents(tt_push_job *job, jstate *js, uint64_t seen) {
                                    (unsigned long long)(in->seq - 1)));
   }
   js->out = calloc(n, sizeof *js->out);
-  if (!js->out)
+  js->out_len = calloc(n, sizeof *js->out_len);
+  if (!js->out || !js->out_len)
     return TETHER_ENOMEM;
   return 0;
 }
@@ -878,12 +882,21 @@ static int diverged(batch *bt, jstate *js, uint64_t seq) {
  * stored outcome again. The record keeps the hash of the intent it is the
  * outcome of, and a resent intent must be that one (check_chain checks the
  * head; this, the intents below it whose records are still kept). */
+/* Intent IDX's outcome is the text in T, which it takes. */
+static void set_outcome(jstate *js, size_t idx, tt_buf *t) {
+  free(js->out[idx]);
+  js->out[idx] = (char *)t->data;
+  js->out_len[idx] = t->len;
+  memset(t, 0, sizeof *t);
+}
+
 static int duplicate(part *b, jstate *js, size_t idx) {
   const tt_intent *in = &js->in[idx];
   uint8_t k[TT_ID_LEN + 8];
   tt_bytes key = {k, sizeof k}, val;
   tt_srv_outcome o;
-  json_t *conflict = NULL, *j = NULL;
+  json_t *conflict = NULL;
+  tt_buf t = {0};
   int rc;
 
   b->n_dup++;
@@ -896,18 +909,25 @@ static int duplicate(part *b, jstate *js, size_t idx) {
       json_decref(conflict);
       return diverged(b->bt, js, in->seq);
     }
-    j = tt_srv_outcome_json(&o, 1);
+    rc = tt_srv_outcome_text(&t, &o, 1);
   } else {
     /* Pruned (the replica said it had it) or unreadable: the effect
      * happened exactly once, which is all that can be said. */
-    j = json_pack("{s:I,s:s,s:b}", "seq", (json_int_t)in->seq, "outcome",
-                  "duplicate", "duplicate", 1);
+    char num[TT_I64_TEXT_MAX];
+    size_t n = tt_i64_text((int64_t)in->seq, num);
+    static const char head[] = "{\"duplicate\":true,\"outcome\":\"duplicate\","
+                               "\"seq\":";
+    rc = tt_buf_add(&t, head, sizeof head - 1) || tt_buf_add(&t, num, n) ||
+                 tt_buf_add(&t, "}", 1)
+             ? TETHER_ENOMEM
+             : 0;
   }
   json_decref(conflict);
-  if (!j)
+  if (rc) {
+    tt_buf_free(&t);
     return TETHER_ENOMEM;
-  json_decref(js->out[idx]);
-  js->out[idx] = j;
+  }
+  set_outcome(js, idx, &t);
   return 0;
 }
 
@@ -1144,7 +1164,8 @@ static int apply_intent(part *b, jstate *js, size_t idx) {
   tt_bytes key = {dk, dkl}, old = {NULL, 0};
   tt_doc doc = {0};
   tt_merge_result res = {0};
-  json_t **resolves = NULL, *cjson = NULL, *oj = NULL;
+  json_t **resolves = NULL, *cjson = NULL;
+  tt_buf ot = {0}; /* the outcome's text */
   tt_srv_outcome o = {0};
   uint8_t *obuf = NULL;
   size_t olen = 0;
@@ -1236,9 +1257,8 @@ outcome:
   o.clean = res.kind == TT_OUT_APPLIED && res.changed && !res.concurrent &&
             res.nconflicts == 0 && !resolves && prev_version == in->base;
   /* "push:outcome" (server.h): the test hook makes this answer fail. */
-  if (!(s->fault && s->fault(s->fault_ctx, "push:outcome")))
-    oj = tt_srv_outcome_json(&o, 0);
-  if (!oj) {
+  if ((s->fault && s->fault(s->fault_ctx, "push:outcome")) ||
+      tt_srv_outcome_text(&ot, &o, 0)) {
     rc = TETHER_ENOMEM;
     goto out;
   }
@@ -1296,9 +1316,7 @@ outcome:
       goto out;
   }
   b->n_out[res.kind]++;
-  json_decref(js->out[idx]);
-  js->out[idx] = oj;
-  oj = NULL;
+  set_outcome(js, idx, &ot);
 out:
   if (resolves) {
     for (size_t i = 0; i < in->nops; i++)
@@ -1307,7 +1325,7 @@ out:
   }
   free(enc);
   free(obuf);
-  json_decref(oj);
+  tt_buf_free(&ot);
   json_decref(cjson);
   tt_merge_result_clear(&res);
   tt_doc_clear(&doc);
@@ -1459,23 +1477,64 @@ out:
   return rc;
 }
 
-static json_t *ok_body(const jstate *js) {
-  json_t *j = json_object(), *arr = json_array();
-  int bad = !j || !arr;
-  for (size_t i = 0; i < js->n && !bad; i++)
-    if (js->out[i])
-      bad = json_array_append(arr, js->out[i]);
-  if (bad || json_object_set_new_nocheck(j, "v", json_integer(1)) ||
-      json_object_set_new_nocheck(j, "acked",
-                                  json_integer((json_int_t)js->acked)) ||
-      json_object_set_nocheck(j, "outcomes", arr) ||
-      json_object_set_new_nocheck(j, "seen_ok", json_true()) ||
-      json_object_set_new_nocheck(j, "ahead_ok", json_true())) {
-    json_decref(j);
-    j = NULL;
+/* The 200 answer, as canonical text written from the outcomes' texts
+ * (one malloc'd buffer; *LEN its length), or NULL on ENOMEM. */
+static char *ok_text(const jstate *js, size_t *len) {
+  static const char head[] = "{\"acked\":",
+                    mid[] = ",\"ahead_ok\":true,\"outcomes\":[",
+                    tail[] = "],\"seen_ok\":true,\"v\":1}";
+  char num[TT_I64_TEXT_MAX];
+  size_t nlen = tt_i64_text((int64_t)js->acked, num);
+  tt_buf b = {0};
+  size_t need = sizeof head + nlen + sizeof mid + sizeof tail;
+  for (size_t i = 0; i < js->n; i++)
+    need += js->out_len[i] + 1;
+  b.data = malloc(need);
+  if (!b.data)
+    return NULL;
+  b.cap = need;
+  int bad = tt_buf_add(&b, head, sizeof head - 1) ||
+            tt_buf_add(&b, num, nlen) ||
+            tt_buf_add(&b, mid, sizeof mid - 1);
+  int first = 1;
+  for (size_t i = 0; i < js->n && !bad; i++) {
+    if (!js->out[i])
+      continue;
+    bad = (!first && tt_buf_add(&b, ",", 1)) ||
+          tt_buf_add(&b, js->out[i], js->out_len[i]);
+    first = 0;
   }
-  json_decref(arr);
-  return j;
+  if (bad || tt_buf_add(&b, tail, sizeof tail - 1)) {
+    tt_buf_free(&b);
+    return NULL;
+  }
+  *len = b.len;
+  return (char *)b.data;
+}
+
+/* Sets JOB's 200 answer: as text when it asked for text, else as a tree
+ * read from that text. 0 or TETHER_ENOMEM (then nothing is set). */
+static int ok_answer(tt_push_job *job, const jstate *js) {
+  size_t len = 0;
+  char *text = ok_text(js, &len);
+  if (!text)
+    return TETHER_ENOMEM;
+  json_decref(job->response); /* the planted bug's premature answer */
+  job->response = NULL;
+  free(job->response_text);
+  job->response_text = NULL;
+  if (job->text_answer) {
+    job->response_text = text;
+    job->response_len = len;
+    return 0;
+  }
+  json_t *tree = NULL;
+  int rc = tt_json_parse(text, len, 0, &tree, NULL);
+  free(text);
+  if (rc)
+    return TETHER_ENOMEM; /* the text is ours: only memory can fail */
+  job->response = tree;
+  return 0;
 }
 
 /* The planted bug "ack-before-commit": every valid job answered 200 now,
@@ -1485,8 +1544,7 @@ static void answer_early(batch *b) {
     jstate *js = &b->js[i];
     if (!js->valid || b->jobs[i].status)
       continue;
-    b->jobs[i].response = ok_body(js);
-    if (b->jobs[i].response) {
+    if (ok_answer(&b->jobs[i], js) == 0) {
       b->jobs[i].status = 200;
       js->early = 1;
     }
@@ -1496,8 +1554,9 @@ static void answer_early(batch *b) {
 static void drop_outcomes(batch *b, const item *it, size_t n) {
   for (size_t i = 0; i < n; i++) {
     jstate *js = &b->js[it[i].job];
-    json_decref(js->out[it[i].idx]);
+    free(js->out[it[i].idx]);
     js->out[it[i].idx] = NULL;
+    js->out_len[it[i].idx] = 0;
   }
 }
 
@@ -1713,13 +1772,15 @@ static void answer(batch *b, int rc) {
     } else if (js->parts_left == 0 &&
                (!js->needs_home || b->reps[js->rep].home_done)) {
       status = 200;
-      body = ok_body(js);
+      body = NULL;
       /* Committed but the answer cannot be built: the replica retries and
        * gets duplicates with the same outcomes. */
-      if (!body) {
-        status = 503;
-        body = tt_srv_error("unavailable", "out of memory");
+      if (ok_answer(job, js) == 0) {
+        job->status = status;
+        continue;
       }
+      status = 503;
+      body = tt_srv_error("unavailable", "out of memory");
     } else if (js->early) {
       continue; /* the planted bug keeps its premature answer */
     } else if (js->failed) {
@@ -1747,6 +1808,9 @@ static void answer(batch *b, int rc) {
                           tether_err_name(rc ? rc : TETHER_ECORRUPT));
     }
     json_decref(job->response);
+    free(job->response_text);
+    job->response_text = NULL;
+    job->response_len = 0;
     job->status = status;
     job->response = body;
   }
@@ -1761,9 +1825,10 @@ static void jstate_clear(jstate *js) {
   free(js->hash_ok);
   if (js->out) {
     for (size_t i = 0; i < js->n; i++)
-      json_decref(js->out[i]);
+      free(js->out[i]);
     free(js->out);
   }
+  free(js->out_len);
   memset(js, 0, sizeof *js);
 }
 
@@ -1781,6 +1846,8 @@ int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
   for (size_t i = 0; i < njobs; i++) {
     jobs[i].status = 0;
     jobs[i].response = NULL;
+    jobs[i].response_text = NULL;
+    jobs[i].response_len = 0;
     jobs[i].deferred = 0;
   }
   b.js = calloc(njobs, sizeof *b.js);

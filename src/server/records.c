@@ -288,6 +288,54 @@ json_t *tt_srv_outcome_json(const tt_srv_outcome *o, int duplicate) {
   return j;
 }
 
+/* Member NAME (no escapes needed) and the separator before it. */
+static int put_key(tt_buf *b, int *first, const char *name) {
+  if (!*first && tt_buf_add(b, ",", 1))
+    return TETHER_ENOMEM;
+  *first = 0;
+  return tt_buf_add(b, "\"", 1) || tt_buf_add(b, name, strlen(name)) ||
+                 tt_buf_add(b, "\":", 2)
+             ? TETHER_ENOMEM
+             : 0;
+}
+
+static int put_uint(tt_buf *b, uint64_t v) {
+  char num[TT_I64_TEXT_MAX];
+  return tt_buf_add(b, num, tt_i64_text((int64_t)v, num)) ? TETHER_ENOMEM : 0;
+}
+
+int tt_srv_outcome_text(tt_buf *b, const tt_srv_outcome *o, int duplicate) {
+  size_t start = b->len;
+  int first = 1, rc = 0;
+  const char *kind = tt_outcome_name(o->kind);
+  /* The members in tt_canon's (bytewise) order. */
+  if (tt_buf_add(b, "{", 1))
+    rc = TETHER_ENOMEM;
+  if (!rc && o->clean && !(rc = put_key(b, &first, "clean")))
+    rc = tt_buf_add(b, "true", 4) ? TETHER_ENOMEM : 0;
+  if (!rc && !(rc = put_key(b, &first, "commit")))
+    rc = put_uint(b, o->commit);
+  if (!rc && o->conflict && !(rc = put_key(b, &first, "conflict")))
+    rc = tt_canon_buf(b, o->conflict, 0);
+  if (!rc && duplicate && !(rc = put_key(b, &first, "duplicate")))
+    rc = tt_buf_add(b, "true", 4) ? TETHER_ENOMEM : 0;
+  if (!rc && !(rc = put_key(b, &first, "outcome")))
+    rc = tt_canon_str_buf(b, kind, strlen(kind));
+  if (!rc && !(rc = put_key(b, &first, "p")))
+    rc = put_uint(b, o->p);
+  if (!rc && o->reason && !(rc = put_key(b, &first, "reason")))
+    rc = tt_canon_str_buf(b, o->reason, o->reason_len);
+  if (!rc && o->rule && !(rc = put_key(b, &first, "rule")))
+    rc = tt_canon_str_buf(b, o->rule, o->rule_len);
+  if (!rc && !(rc = put_key(b, &first, "seq")))
+    rc = put_uint(b, o->seq);
+  if (!rc && tt_buf_add(b, "}", 1))
+    rc = TETHER_ENOMEM;
+  if (rc)
+    b->len = start;
+  return rc;
+}
+
 json_t *tt_srv_conflict_json(const tt_conflict *c) {
   json_t *j = json_object();
   int bad = 0;

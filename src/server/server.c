@@ -303,7 +303,7 @@ void tt_server_get_stats(const tt_server *s, tt_server_stats *out) {
 json_t *tt_srv_error(const char *code, const char *fmt, ...) {
   char msg[256] = "";
   va_list ap;
-  json_t *j, *m;
+  json_t *j;
 
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
@@ -314,10 +314,11 @@ json_t *tt_srv_error(const char *code, const char *fmt, ...) {
   j = json_object();
   if (!j)
     return NULL;
-  m = json_string(msg);
+  /* Each value made only when its set runs: a set that fails releases
+   * its value, and one never made cannot leak. */
   if (json_object_set_new_nocheck(j, "v", json_integer(1)) ||
       json_object_set_new_nocheck(j, "error", json_string(code)) ||
-      json_object_set_new_nocheck(j, "message", m)) {
+      json_object_set_new_nocheck(j, "message", json_string(msg))) {
     json_decref(j);
     return NULL;
   }

@@ -115,8 +115,14 @@ typedef struct {
                             it (tt_push_prep_free) */
   int may_wait;          /* in: a prepared "ahead" request that finds a
                             gap before it is deferred, not refused */
+  int text_answer;       /* in: a 200 answer comes as RESPONSE_TEXT */
   int status;            /* out: HTTP status (200, 400, 409, 503, ...) */
-  json_t *response;      /* out: body; caller releases with json_decref */
+  json_t *response;      /* out: body; caller releases with json_decref;
+                            NULL for a 200 answer given as text */
+  char *response_text;   /* out: with text_answer, the 200 body as its
+                            canonical JSON text, RESPONSE_LEN bytes (no
+                            NUL); caller free()s it. Else NULL */
+  size_t response_len;
   int deferred;          /* out: 1 = not run, no answer (status 0): its
                             replica's chain head is still below its first
                             seq; its prep is intact, so the caller may run

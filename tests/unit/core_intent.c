@@ -220,17 +220,29 @@ static char *canon_intent(const tt_intent *in) {
   return s;
 }
 
-/* What the general path makes of LEN bytes of TEXT as a pushed element:
- * 0 and *IN, or not 0 (refused, not canonical or not one value). */
+/* What the general path makes of LEN bytes of TEXT as a pushed element
+ * (at nesting level 3: a push body's object, its "intents" array, the
+ * element): 0 and *IN, or not 0 (refused, not canonical or not one
+ * value). */
 static int general_reader(const char *text, size_t len, tt_intent *in) {
   json_t *j = NULL;
+  size_t used = 0;
+  int canonical = 0;
   memset(in, 0, sizeof *in);
-  if (tt_json_parse(text, len, TT_JSON_REJECT_DUPLICATES, &j, NULL))
+  if (tt_json_parse_prefix(text, len, TT_JSON_REJECT_DUPLICATES, 2, &j, &used,
+                           &canonical) ||
+      used != len) {
+    json_decref(j);
     return -1;
+  }
+  /* The parser's own verdict (0 may only mean "not checked") against
+   * tt_canon's bytes. */
   char *c = tt_canon(j);
-  int canonical = c && strlen(c) == len && memcmp(c, text, len) == 0;
+  int same = c && strlen(c) == len && memcmp(c, text, len) == 0;
   free(c);
-  int rc = canonical ? tt_intent_from_json_sized(j, len, in, NULL, 0) : -1;
+  if (canonical)
+    assert_true(same);
+  int rc = same ? tt_intent_from_json_sized(j, len, in, NULL, 0) : -1;
   json_decref(j);
   return rc;
 }
@@ -390,7 +402,35 @@ static void test_from_canonical(void **state) {
         tt_intent_from_canonical(t, strlen(t), 0, 3, &f, &used), 1);
   }
   {
-    /* Depth: the ops array sits one level below the intent. */
+    /* Depth, as the surrounding parse counts it: at level 3 the intent,
+     * 4 its ops, 5 the op, 6 its value, so a value of K nested arrays
+     * reaches 5 + K, and 2048 is the most allowed. */
+    for (size_t k = 2042; k <= 2044; k++) {
+      tt_buf b = {0};
+      const char *head =
+          "{\"base\":0,\"client\":\"" CLIENT "\",\"coll\":\"c\",\"hash\":\""
+          ZERO64 "\",\"hlc\":0,\"id\":\"a\",\"ops\":[{\"field\":\"f\","
+          "\"kind\":\"set\",\"value\":";
+      const char *tail = "}],\"prev\":\"" ZERO64 "\",\"schema\":0,\"seq\":1}";
+      assert_int_equal(tt_buf_add(&b, head, strlen(head)), 0);
+      for (size_t i = 0; i < k; i++) assert_int_equal(tt_buf_add(&b, "[", 1), 0);
+      for (size_t i = 0; i < k; i++) assert_int_equal(tt_buf_add(&b, "]", 1), 0);
+      assert_int_equal(tt_buf_add(&b, tail, strlen(tail)), 0);
+      size_t used = 0;
+      int want = k + 5 <= TT_JSON_MAX_DEPTH ? 0 : 1;
+      assert_int_equal(fast_agrees((const char *)b.data, b.len, &used), want);
+      tt_intent g;
+      assert_int_equal(general_reader((const char *)b.data, b.len, &g) == 0,
+                       want == 0);
+      tt_intent_clear(&g);
+      /* One level deeper around it, and the largest K no longer fits. */
+      tt_intent f;
+      assert_int_equal(tt_intent_from_canonical((const char *)b.data, b.len,
+                                                0, 4, &f, &used),
+                       k + 6 <= TT_JSON_MAX_DEPTH ? 0 : 1);
+      tt_intent_clear(&f);
+      tt_buf_free(&b);
+    }
     const char *t = invalid[0];
     tt_intent f;
     size_t used;
