@@ -40,6 +40,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FF_CHECK(rc == TETHER_ECORRUPT || rc == TETHER_EVERSION, "error %s",
              tether_err_name(rc));
     FF_CHECK(d.fields == NULL && d.nfields == 0, "refused doc not cleared");
+    /* What the decoder refuses, the pull's text writer refuses too, and
+     * leaves what it was given as it was. */
+    tt_buf b = {0};
+    FF_CHECK(tt_buf_add(&b, "x", 1) == 0, "buf");
+    int trc = tt_doc_changes_text(data, size, 0, &b);
+    FF_CHECK(trc == rc, "changes_text of a refused record: %s, decode %s",
+             tether_err_name(trc), tether_err_name(rc));
+    FF_CHECK(b.len == 1, "changes_text changed its buffer on error");
+    tt_buf_free(&b);
     return 0;
   }
   FF_CHECK(expect != FF_EXPECT_BAD, "invalid record accepted");
@@ -85,6 +94,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (cursors[i] == UINT64_MAX)
       FF_CHECK(json_object_size(set) == 0 && json_array_size(unset) == 0,
                "changes past every stamp");
+    /* The text a pull page is written from: the trees' canonical text. */
+    tt_buf want = {0}, got = {0};
+    if (json_object_size(set)) {
+      FF_CHECK(tt_buf_add(&want, ",\"set\":", 7) == 0 &&
+                   tt_canon_buf(&want, set, 0) == 0,
+               "canon of set");
+    }
+    if (json_array_size(unset)) {
+      FF_CHECK(tt_buf_add(&want, ",\"unset\":", 9) == 0 &&
+                   tt_canon_buf(&want, unset, 0) == 0,
+               "canon of unset");
+    }
+    FF_CHECK(tt_buf_add(&got, "x", 1) == 0, "buf");
+    rc = tt_doc_changes_text(data, size, cursors[i], &got);
+    FF_CHECK(rc == 0, "changes_text of an accepted record: %s",
+             tether_err_name(rc));
+    FF_CHECK(got.len == want.len + 1 &&
+                 memcmp(got.data + 1, want.data, want.len) == 0,
+             "changes_text differs from changes_since:\n%.*s\n%.*s",
+             (int)got.len - 1, (const char *)got.data + 1, (int)want.len,
+             (const char *)want.data);
+    tt_buf_free(&want);
+    tt_buf_free(&got);
     json_decref(set);
     json_decref(unset);
   }

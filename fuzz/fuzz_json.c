@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "core/util.h"
 #include "fuzz_common.h"
 
 static int same_tree(json_t *a, json_t *b) {
@@ -124,6 +125,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FF_CHECK(e.line == line && e.column == column,
              "position %zu is %d:%d, error says %d:%d", e.position, line,
              column, e.line, e.column);
+  }
+
+  /* The check without building agrees: it passes exactly the accepted
+   * texts that are tt_canon's own (never one the parser refuses), or
+   * leaves one it does not vouch for (a \u escape) to the caller. */
+  int crc = tt_json_check_canonical(text, len, flags | TT_JSON_ANY);
+  FF_CHECK(crc == 0 || crc == TETHER_EJSON, "check_canonical: %d", crc);
+  if (crc == 0) {
+    json_t *any = NULL;
+    FF_CHECK(tt_json_parse(text, len, flags | TT_JSON_ANY, &any, NULL) == 0,
+             "check_canonical passes a text the parser refuses");
+    char *c = tt_canon(any);
+    FF_CHECK(c && strlen(c) == len && memcmp(c, text, len) == 0,
+             "check_canonical passes a text that is not canonical");
+    free(c);
+    json_decref(any);
+  } else if (rc == 0 && got && !memchr(text, '\\', len)) {
+    char *c = tt_canon(got);
+    FF_CHECK(!c || strlen(c) != len || memcmp(c, text, len) != 0,
+             "check_canonical refuses canonical text without escapes");
+    free(c);
   }
 
   json_t *again = (json_t *)&e;

@@ -291,81 +291,185 @@ static int rb_stamp(rbuf *r, tt_stamp *s) {
   return 0;
 }
 
-int tt_doc_decode(const void *buf, size_t len, tt_doc *out) {
-  int rc = TETHER_ECORRUPT;
-  rbuf r = {buf, len};
+/* A stored record read field by field, with every check of the format:
+ * tt_doc_decode builds the document from it, tt_doc_changes_text writes a
+ * pull's change from it without building one. */
+typedef struct {
+  rbuf r;
+  uint32_t n, i; /* fields in the record, read so far */
+  int deleted;
+  const uint8_t *prev; /* the name before */
+  uint16_t prevlen;
+} doc_reader;
+
+typedef struct {
+  const uint8_t *name;
+  uint16_t nlen;
+  int has;
+  tt_stamp stamp;
+  const uint8_t *value; /* canonical JSON text, VLEN bytes, when HAS */
+  uint32_t vlen;
+} doc_rfield;
+
+/* The header. 0, TETHER_ECORRUPT or TETHER_EVERSION. */
+static int doc_open(doc_reader *d, const void *buf, size_t len,
+                    uint64_t *version, tt_stamp *del_stamp) {
   uint8_t m0, m1, fmt, flags;
-  uint32_t n;
-  memset(out, 0, sizeof *out);
+  memset(d, 0, sizeof *d);
+  d->r = (rbuf){buf, len};
   if (!buf || len < HEADER_LEN)
-    goto out;
-  if (rb_u8(&r, &m0) || rb_u8(&r, &m1) || rb_u8(&r, &fmt) ||
-      rb_u8(&r, &flags))
-    goto out;
-  if (m0 != DOC_MAGIC0 || m1 != DOC_MAGIC1)
-    goto out;
-  if (fmt != DOC_FORMAT) {
-    rc = TETHER_EVERSION;
-    goto out;
-  }
+    return TETHER_ECORRUPT;
+  if (rb_u8(&d->r, &m0) || rb_u8(&d->r, &m1) || rb_u8(&d->r, &fmt) ||
+      rb_u8(&d->r, &flags) || m0 != DOC_MAGIC0 || m1 != DOC_MAGIC1)
+    return TETHER_ECORRUPT;
+  if (fmt != DOC_FORMAT)
+    return TETHER_EVERSION;
   if (flags & ~DOC_FLAG_DELETED)
-    goto out;
-  out->deleted = (flags & DOC_FLAG_DELETED) != 0;
-  if (rb_u64(&r, &out->version) || rb_stamp(&r, &out->del_stamp) ||
-      rb_u32(&r, &n))
-    goto out;
-  /* Bound the allocation by what the input can actually hold. */
-  if (n > r.left / FIELD_MIN_LEN)
-    goto out;
-  if (n) {
-    if (!(out->fields = calloc(n, sizeof *out->fields))) {
-      rc = TETHER_ENOMEM;
-      goto out;
-    }
-    out->cap = n;
+    return TETHER_ECORRUPT;
+  d->deleted = (flags & DOC_FLAG_DELETED) != 0;
+  if (rb_u64(&d->r, version) || rb_stamp(&d->r, del_stamp) ||
+      rb_u32(&d->r, &d->n))
+    return TETHER_ECORRUPT;
+  /* Bound what a caller allocates by what the input can actually hold. */
+  if (d->n > d->r.left / FIELD_MIN_LEN)
+    return TETHER_ECORRUPT;
+  return 0;
+}
+
+/* The next field: 1 with *F, 0 at the end (the record consumed exactly),
+ * or TETHER_ECORRUPT. Names come strictly increasing (strcmp's order, as
+ * they hold no NUL). */
+static int doc_next(doc_reader *d, doc_rfield *f) {
+  if (d->i == d->n)
+    return d->r.left == 0 ? 0 : TETHER_ECORRUPT;
+  uint8_t has;
+  if (rb_u16(&d->r, &f->nlen) || f->nlen == 0 || f->nlen > TT_MAX_NAME ||
+      rb_take(&d->r, f->nlen, &f->name) || memchr(f->name, 0, f->nlen) ||
+      !tt_utf8_valid(f->name, f->nlen))
+    return TETHER_ECORRUPT;
+  if (d->i > 0) {
+    size_t m = d->prevlen < f->nlen ? d->prevlen : f->nlen;
+    int c = memcmp(d->prev, f->name, m);
+    if (c > 0 || (c == 0 && d->prevlen >= f->nlen))
+      return TETHER_ECORRUPT;
   }
-  for (uint32_t i = 0; i < n; i++) {
-    tt_field *f = &out->fields[i];
-    uint16_t nlen;
-    uint8_t has;
-    const uint8_t *name;
-    if (rb_u16(&r, &nlen) || nlen == 0 || nlen > TT_MAX_NAME ||
-        rb_take(&r, nlen, &name) || memchr(name, 0, nlen) ||
-        !tt_utf8_valid(name, nlen))
-      goto out;
-    if (!(f->name = malloc((size_t)nlen + 1))) {
+  d->prev = f->name;
+  d->prevlen = f->nlen;
+  if (rb_u8(&d->r, &has) || has > 1 || rb_stamp(&d->r, &f->stamp))
+    return TETHER_ECORRUPT;
+  f->has = has;
+  f->value = NULL;
+  f->vlen = 0;
+  if (has && (d->deleted || rb_u32(&d->r, &f->vlen) || f->vlen == 0 ||
+              rb_take(&d->r, f->vlen, &f->value)))
+    return TETHER_ECORRUPT;
+  d->i++;
+  return 1;
+}
+
+int tt_doc_decode(const void *buf, size_t len, tt_doc *out) {
+  doc_reader d;
+  doc_rfield f;
+  memset(out, 0, sizeof *out);
+  int rc = doc_open(&d, buf, len, &out->version, &out->del_stamp);
+  out->deleted = d.deleted;
+  if (!rc && d.n) {
+    if ((out->fields = calloc(d.n, sizeof *out->fields)))
+      out->cap = d.n;
+    else
       rc = TETHER_ENOMEM;
-      goto out;
+  }
+  while (!rc && (rc = doc_next(&d, &f)) == 1) {
+    rc = 0;
+    tt_field *o = &out->fields[out->nfields];
+    if (!(o->name = malloc((size_t)f.nlen + 1))) {
+      rc = TETHER_ENOMEM;
+      break;
     }
-    memcpy(f->name, name, nlen);
-    f->name[nlen] = '\0';
-    out->nfields = i + 1;
-    if (i > 0 && strcmp(out->fields[i - 1].name, f->name) >= 0)
-      goto out;
-    if (rb_u8(&r, &has) || has > 1 || rb_stamp(&r, &f->stamp))
-      goto out;
-    if (has) {
-      uint32_t vlen;
-      const uint8_t *vb;
-      if (out->deleted || rb_u32(&r, &vlen) || vlen == 0 ||
-          rb_take(&r, vlen, &vb))
-        goto out;
-      int prc = tt_json_parse((const char *)vb, vlen,
-                              TT_JSON_ANY | TT_JSON_ALLOW_NUL, &f->value,
+    memcpy(o->name, f.name, f.nlen);
+    o->name[f.nlen] = '\0';
+    o->stamp = f.stamp;
+    out->nfields++;
+    if (f.has) {
+      int prc = tt_json_parse((const char *)f.value, f.vlen,
+                              TT_JSON_ANY | TT_JSON_ALLOW_NUL, &o->value,
                               NULL);
       if (prc) {
-        if (prc == TETHER_ENOMEM)
-          rc = prc;
-        goto out;
+        rc = prc == TETHER_ENOMEM ? prc : TETHER_ECORRUPT;
+        break;
       }
     }
   }
-  if (r.left != 0)
-    goto out;
-  rc = 0;
-out:
   if (rc)
     tt_doc_clear(out);
+  return rc;
+}
+
+int tt_doc_peek(const void *buf, size_t len, uint64_t *version,
+                int *deleted) {
+  doc_reader d;
+  tt_stamp del;
+  int rc = doc_open(&d, buf, len, version, &del);
+  *deleted = d.deleted;
+  return rc;
+}
+
+/* Appends VALUE (a stored field value) as canonical text: as it is when
+ * the reader vouches for it, else through a tree (a \u escape, say). */
+static int put_value(tt_buf *b, const uint8_t *value, uint32_t vlen) {
+  const unsigned flags = TT_JSON_ANY | TT_JSON_ALLOW_NUL;
+  int rc = tt_json_check_canonical((const char *)value, vlen, flags);
+  if (rc == 0)
+    return tt_buf_add(b, value, vlen) ? TETHER_ENOMEM : 0;
+  if (rc == TETHER_ENOMEM)
+    return rc;
+  json_t *v = NULL;
+  rc = tt_json_parse((const char *)value, vlen, flags, &v, NULL);
+  if (rc)
+    return rc == TETHER_ENOMEM ? rc : TETHER_ECORRUPT;
+  rc = tt_canon_buf(b, v, 0);
+  json_decref(v);
+  return rc == TETHER_ENOMEM ? rc : rc ? TETHER_ECORRUPT : 0;
+}
+
+int tt_doc_changes_text(const void *buf, size_t len, uint64_t cursor_seq,
+                        tt_buf *out) {
+  doc_reader d;
+  doc_rfield f;
+  uint64_t version;
+  tt_stamp del;
+  tt_buf unset = {0};
+  size_t start = out->len;
+  int nset = 0, rc = doc_open(&d, buf, len, &version, &del);
+  while (!rc && (rc = doc_next(&d, &f)) == 1) {
+    rc = 0;
+    if (d.deleted || f.stamp.seq <= cursor_seq)
+      continue;
+    static const char open_set[] = ",\"set\":{", open_unset[] = ",\"unset\":[";
+    tt_buf *b = f.has ? out : &unset;
+    int first = f.has ? nset++ == 0 : unset.len == 0;
+    const char *sep = !first ? "," : f.has ? open_set : open_unset;
+    size_t seplen = !first ? 1
+                    : f.has ? sizeof open_set - 1
+                            : sizeof open_unset - 1;
+    if (tt_buf_add(b, sep, seplen))
+      rc = TETHER_ENOMEM;
+    if (!rc)
+      rc = tt_canon_str_buf(b, (const char *)f.name, f.nlen);
+    if (!rc && f.has)
+      rc = tt_buf_add(out, ":", 1) ? TETHER_ENOMEM
+                                   : put_value(out, f.value, f.vlen);
+    if (rc == TETHER_EINVAL)
+      rc = TETHER_ECORRUPT;
+  }
+  if (!rc && nset && tt_buf_add(out, "}", 1))
+    rc = TETHER_ENOMEM;
+  if (!rc && unset.len &&
+      (tt_buf_add(out, unset.data, unset.len) || tt_buf_add(out, "]", 1)))
+    rc = TETHER_ENOMEM;
+  tt_buf_free(&unset);
+  if (rc)
+    out->len = start;
   return rc;
 }
 

@@ -56,6 +56,20 @@ json_t *tt_doc_view(const tt_doc *d);
 int tt_doc_encode(const tt_doc *d, char **buf, size_t *len);
 int tt_doc_decode(const void *buf, size_t len, tt_doc *out);
 
+/* The VERSION and DELETED flag of a stored record, from its header only.
+ * 0, TETHER_ECORRUPT or TETHER_EVERSION. */
+int tt_doc_peek(const void *buf, size_t len, uint64_t *version,
+                int *deleted);
+/* tt_doc_changes_since, written as text from the stored record without
+ * building the document: appends to OUT the members `,"set":{...}` and
+ * `,"unset":[...]` (each only when not empty, nothing for a deleted
+ * document), their canonical text. Every check of tt_doc_decode is made
+ * (TETHER_ECORRUPT, TETHER_EVERSION), and each value is checked to be the
+ * canonical text it is stored as before it is copied. TETHER_ENOMEM. On
+ * error OUT is as before. */
+int tt_doc_changes_text(const void *buf, size_t len, uint64_t cursor_seq,
+                        tt_buf *out);
+
 /* What a replica at cursor CURSOR_SEQ (for this document's partition) lacks:
  * *set = object of live fields with stamp.seq > CURSOR_SEQ, *unset = array
  * of names of field tombstones with stamp.seq > CURSOR_SEQ. Both new

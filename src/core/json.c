@@ -37,6 +37,10 @@ typedef struct {
   tt_json_each_text_fn each_text; /* tried first on every element, if set */
   void *each_ctx;
   int each_rc;
+  /* tt_json_check_canonical: read and check only, build nothing (every
+   * *out is NULL). Duplicate keys are then not looked for: the canonical
+   * text has none, its keys being strictly increasing. */
+  int skip;
 } parser;
 
 /* Records the first error at AT; returns -1 so callers can `return fail()`. */
@@ -347,6 +351,8 @@ static int number(parser *s, json_t **out) {
       v = v * 10 + d;
     }
     json_int_t iv = neg ? (json_int_t)(0 - v) : (json_int_t)v;
+    if (s->skip)
+      return 0;
     if (!(*out = json_integer(iv)))
       return out_of_memory(s);
     return 0;
@@ -377,6 +383,8 @@ static int number(parser *s, json_t **out) {
     if (n != (size_t)(p - b) || memcmp(c, b, n) != 0)
       s->noncanon = 1;
   }
+  if (s->skip)
+    return 0;
   if (!(*out = json_real(d)))
     return out_of_memory(s);
   return 0;
@@ -395,11 +403,11 @@ static int literal(parser *s, const char *word, size_t n, json_t *v,
 }
 
 static int object(parser *s, json_t **out) {
-  json_t *o = json_object(), *v = NULL;
+  json_t *o = s->skip ? NULL : json_object(), *v = NULL;
   char *keycopy = NULL;
   const char *prev = NULL; /* the key before, in the input */
   size_t prevlen = 0;
-  if (!o)
+  if (!o && !s->skip)
     return out_of_memory(s);
   s->p++; /* '{' */
   skip_space(s);
@@ -436,7 +444,7 @@ static int object(parser *s, json_t **out) {
       prev = key;
       prevlen = klen;
     }
-    if ((s->flags & TT_JSON_REJECT_DUPLICATES) &&
+    if ((s->flags & TT_JSON_REJECT_DUPLICATES) && o &&
         json_object_getn(o, key, klen)) {
       fail(s, s->p, "duplicate object key \"%.*s\"",
            klen > 60 ? 60 : (int)klen, key);
@@ -463,7 +471,7 @@ static int object(parser *s, json_t **out) {
     } else if (value(s, &v)) {
       goto bad;
     }
-    if (json_object_setn_new_nocheck(o, key, klen, v)) {
+    if (o && json_object_setn_new_nocheck(o, key, klen, v)) {
       v = NULL; /* released by jansson */
       out_of_memory(s);
       goto bad;
@@ -511,8 +519,8 @@ __attribute__((noinline)) static int element_text(parser *s) {
 
 /* When STREAM, elements go to s->each and A stays empty. */
 static int array(parser *s, json_t **out, int stream) {
-  json_t *a = json_array(), *v;
-  if (!a)
+  json_t *a = s->skip ? NULL : json_array(), *v;
+  if (!a && !s->skip)
     return out_of_memory(s);
   s->p++; /* '[' */
   skip_space(s);
@@ -543,7 +551,7 @@ static int array(parser *s, json_t **out, int stream) {
         fail(s, s->p, "stopped by the reader of the array");
         goto bad;
       }
-    } else if (json_array_append_new(a, v)) {
+    } else if (a && json_array_append_new(a, v)) {
       out_of_memory(s);
       goto bad;
     }
@@ -599,6 +607,8 @@ static int value_at(parser *s, json_t **out) {
     s->p++;
     if (string_span(s, (s->flags & TT_JSON_ALLOW_NUL) != 0, &str, &len))
       return -1;
+    if (s->skip)
+      return 0;
     if (!(*out = json_stringn_nocheck(str, len)))
       return out_of_memory(s);
     return 0;
@@ -685,6 +695,20 @@ int tt_json_parse_streamed_text(const char *text, size_t len, unsigned flags,
     return TETHER_EINVAL;
   }
   return run(&s, out);
+}
+
+int tt_json_check_canonical(const char *text, size_t len, unsigned flags) {
+  parser s = {.start = (const unsigned char *)text,
+              .p = (const unsigned char *)text,
+              .end = (const unsigned char *)text + len,
+              .flags = flags,
+              .skip = 1};
+  json_t *none = NULL;
+  if (!text && len)
+    return TETHER_EINVAL;
+  int bad = value(&s, &none) || s.p != s.end || s.noncanon;
+  free(s.buf);
+  return bad ? (s.nomem ? TETHER_ENOMEM : TETHER_EJSON) : 0;
 }
 
 int tt_json_parse_prefix(const char *text, size_t len, unsigned flags,

@@ -98,6 +98,13 @@ int tt_json_parse_streamed_text(const char *text, size_t len, unsigned flags,
 int tt_json_parse_prefix(const char *text, size_t len, unsigned flags,
                          int depth, json_t **out, size_t *used,
                          int *canonical);
+/* 0 when the LEN bytes of TEXT are one JSON value (any kind, no white
+ * space around it) that the parser accepts with FLAGS and that is exactly
+ * tt_canon's text of it; it is read, not built. TETHER_EJSON otherwise,
+ * also for canonical text the reader does not vouch for (a \u escape:
+ * see tt_json_span), TETHER_ENOMEM. For stored values about to be sent
+ * as they are. */
+int tt_json_check_canonical(const char *text, size_t len, unsigned flags);
 /* tt_json_parse without the reason: the value, or NULL whatever went wrong
  * (for stored records, where any failure reads as corrupt). */
 json_t *tt_json_load(const char *text, size_t len, unsigned flags);

@@ -437,15 +437,6 @@ static enum MHD_Result handle_push(tt_http_server *h,
 
 /* ---- long-poll pull ----------------------------------------------------- */
 
-static int pull_is_empty(const json_t *resp) {
-  const json_t *changes = json_object_get(resp, "changes");
-  if (json_is_array(changes) && json_array_size(changes) > 0)
-    return 0;
-  if (json_is_true(json_object_get(resp, "more")))
-    return 0;
-  return 1;
-}
-
 static enum MHD_Result handle_pull(tt_http_server *h,
                                    struct MHD_Connection *conn,
                                    const json_t *req) {
@@ -458,8 +449,8 @@ static enum MHD_Result handle_pull(tt_http_server *h,
 
   struct timespec deadline = mono_at(mono_ms() + wait_ms);
 
-  int status = 0;
-  json_t *resp = NULL;
+  /* A 200 page comes as its text, sent as it is. */
+  tt_pull_answer a;
   for (;;) {
     /* Read the generation BEFORE pulling: a commit that lands between the
      * pull and the wait then still wakes us (no lost wake-up). */
@@ -468,11 +459,10 @@ static enum MHD_Result handle_pull(tt_http_server *h,
     int stopping = h->stopping;
     pthread_mutex_unlock(&h->mu);
 
-    status = 0;
-    resp = NULL;
-    int rc = tt_server_pull(h->srv, req, &status, &resp);
-    if (rc != 0 || status != 200 || wait_ms == 0 || stopping ||
-        !pull_is_empty(resp))
+    memset(&a, 0, sizeof a);
+    a.text = 1;
+    int rc = tt_server_pull_answer(h->srv, req, &a);
+    if (rc != 0 || a.status != 200 || wait_ms == 0 || stopping || !a.empty)
       break;
 
     int timed_out = 0;
@@ -486,12 +476,15 @@ static enum MHD_Result handle_pull(tt_http_server *h,
     }
     pthread_mutex_unlock(&h->mu);
     if (timed_out)
-      break; /* RESP is the latest (empty) answer */
-    json_decref(resp);
-    resp = NULL;
+      break; /* A is the latest (empty) answer */
+    free(a.body);
+    json_decref(a.response);
   }
-  enum MHD_Result ret = send_result(h, conn, status, resp);
-  json_decref(resp);
+  if (a.body) /* send_bytes takes it */
+    return send_bytes(h, conn, (unsigned)a.status, a.body, a.body_len,
+                      "application/json", 1, NULL);
+  enum MHD_Result ret = send_result(h, conn, a.status, a.response);
+  json_decref(a.response);
   return ret;
 }
 

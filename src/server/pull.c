@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "core/plant.h"
+#include "core/json.h"
 #include "server/server_int.h"
 
 /* A changelog entry collected by the scan: its seq and its document key
@@ -68,7 +69,10 @@ typedef struct {
   uint8_t replica[TT_ID_LEN];
   uint64_t own;
   size_t skipped;
-  json_t *changes;
+  /* the page's changes as canonical text, comma-separated (written from
+   * the stored records: nothing is built as a tree) */
+  tt_buf changes;
+  size_t nchanges;
   /* partition p's entries of this page, before their documents are read;
    * at most LIMIT of them, each key at most TT_SRV_DOCKEY_MAX bytes */
   pull_ent *ents;
@@ -96,13 +100,23 @@ static int sent_ahead(const pull_scan *ps, uint64_t version) {
   return 0;
 }
 
+static int put_lit(tt_buf *b, const char *s) {
+  return tt_buf_add(b, s, strlen(s)) ? TETHER_ENOMEM : 0;
+}
+
+static int put_u64(tt_buf *b, uint64_t v) {
+  char num[TT_I64_TEXT_MAX];
+  return tt_buf_add(b, num, tt_i64_text((int64_t)v, num)) ? TETHER_ENOMEM : 0;
+}
+
 /* 0: the change was added; 1: skipped (sent already); <0: error. */
 static int add_change(pull_scan *ps, uint64_t seq, tt_bytes dockey) {
   const char *k = dockey.data, *sep = memchr(k, '\0', dockey.len);
   tt_bytes val;
-  tt_doc doc = {0};
-  json_t *set = NULL, *unset = NULL, *c = NULL;
-  int rc;
+  tt_buf *b = &ps->changes;
+  size_t start = b->len;
+  uint64_t version = 0;
+  int deleted = 0, rc;
 
   if (!sep)
     return TETHER_ECORRUPT;
@@ -111,18 +125,18 @@ static int add_change(pull_scan *ps, uint64_t seq, tt_bytes dockey) {
     rc = TETHER_ECORRUPT; /* a changelog entry always has its document */
   if (rc)
     goto out;
-  rc = tt_doc_decode(val.data, val.len, &doc);
+  rc = tt_doc_peek(val.data, val.len, &version, &deleted);
   if (rc)
     goto out;
-  if (doc.version < seq) {
+  if (version < seq) {
     rc = TETHER_ECORRUPT;
     goto out;
   }
-  if (sent_ahead(ps, doc.version)) {
+  if (sent_ahead(ps, version)) {
     rc = 1;
     goto out;
   }
-  if (doc.version > seq) {
+  if (version > seq) {
     /* moved on after its entry was read: see the top. Bounded: each is
      * one entry of this page. */
     if (ps->nahead == ps->aheadcap) {
@@ -135,44 +149,27 @@ static int add_change(pull_scan *ps, uint64_t seq, tt_bytes dockey) {
       ps->ahead = a;
       ps->aheadcap = cap;
     }
-    ps->ahead[ps->nahead++] = doc.version;
+    ps->ahead[ps->nahead++] = version;
   }
-  c = json_object();
-  if (!c ||
-      json_object_set_new_nocheck(c, "coll",
-                                  json_stringn(k, (size_t)(sep - k))) ||
-      json_object_set_new_nocheck(
-          c, "id", json_stringn(sep + 1, dockey.len - (size_t)(sep - k) - 1)) ||
-      json_object_set_new_nocheck(c, "p", json_integer(ps->p)) ||
-      json_object_set_new_nocheck(c, "version",
-                                  json_integer((json_int_t)doc.version))) {
-    rc = TETHER_ENOMEM;
+  /* {"coll","deleted","id","p","set","unset","version"}: tt_canon's
+   * order. A key that is not UTF-8 cannot have been stored: corrupt. */
+  if ((b->len > 0 && (rc = put_lit(b, ","))) ||
+      (rc = put_lit(b, "{\"coll\":")) ||
+      (rc = tt_canon_str_buf(b, k, (size_t)(sep - k))) ||
+      (deleted && (rc = put_lit(b, ",\"deleted\":true"))) ||
+      (rc = put_lit(b, ",\"id\":")) ||
+      (rc = tt_canon_str_buf(b, sep + 1, dockey.len - (size_t)(sep - k) - 1)) ||
+      (rc = put_lit(b, ",\"p\":")) || (rc = put_u64(b, ps->p)) ||
+      (rc = tt_doc_changes_text(val.data, val.len, ps->cursor, b)) ||
+      (rc = put_lit(b, ",\"version\":")) || (rc = put_u64(b, version)) ||
+      (rc = put_lit(b, "}"))) {
+    if (rc == TETHER_EINVAL)
+      rc = TETHER_ECORRUPT;
+    b->len = start;
     goto out;
   }
-  if (doc.deleted) {
-    if (json_object_set_new_nocheck(c, "deleted", json_true())) {
-      rc = TETHER_ENOMEM;
-      goto out;
-    }
-  } else {
-    rc = tt_doc_changes_since(&doc, ps->cursor, &set, &unset);
-    if (rc)
-      goto out;
-    if ((json_object_size(set) &&
-         json_object_set_nocheck(c, "set", set)) ||
-        (json_array_size(unset) &&
-         json_object_set_nocheck(c, "unset", unset))) {
-      rc = TETHER_ENOMEM;
-      goto out;
-    }
-  }
-  if (json_array_append(ps->changes, c))
-    rc = TETHER_ENOMEM;
+  ps->nchanges++;
 out:
-  json_decref(set);
-  json_decref(unset);
-  json_decref(c);
-  tt_doc_clear(&doc);
   return rc;
 }
 
@@ -266,15 +263,54 @@ static int answer(int *status, json_t **response, int st, json_t *body) {
   return body ? 0 : TETHER_ENOMEM;
 }
 
+/* The 200 answer's text: {"changes":[CHANGES],"cursor":[...],"more":B,
+ * "resume":[...] (when MORE),"v":1}. */
+static int body_text(const pull_scan *ps, const uint64_t *cursor,
+                     const uint64_t *from, unsigned P, int more, tt_buf *b) {
+  int rc = 0;
+  if ((rc = put_lit(b, "{\"changes\":[")) ||
+      tt_buf_add(b, ps->changes.data, ps->changes.len) ||
+      (rc = put_lit(b, "],\"cursor\":[")))
+    return TETHER_ENOMEM;
+  for (unsigned p = 0; p < P && !rc; p++)
+    rc = (p && put_lit(b, ",")) || put_u64(b, cursor[p]) ? TETHER_ENOMEM : 0;
+  if (!rc)
+    rc = put_lit(b, more ? "],\"more\":true" : "],\"more\":false");
+  if (!rc && more) {
+    rc = put_lit(b, ",\"resume\":[");
+    for (unsigned p = 0; p < P && !rc; p++)
+      rc = (p && put_lit(b, ",")) || put_u64(b, from[p]) ? TETHER_ENOMEM : 0;
+    if (!rc)
+      rc = put_lit(b, "]");
+  }
+  if (!rc)
+    rc = put_lit(b, ",\"v\":1}");
+  return rc;
+}
+
 int tt_server_pull(tt_server *s, const json_t *request, int *status,
                    json_t **response) {
+  tt_pull_answer a = {0};
+  int rc = tt_server_pull_answer(s, request, &a);
+  *status = a.status;
+  *response = a.response;
+  return rc;
+}
+
+int tt_server_pull_answer(tt_server *s, const json_t *request,
+                          tt_pull_answer *pa) {
+  int *status = &pa->status;
+  json_t **response = &pa->response;
+  pa->body = NULL;
+  pa->body_len = 0;
+  pa->empty = 0;
   const json_t *v, *rep, *cur, *res, *lim, *wait;
   uint8_t rid[TT_ID_LEN];
   uint64_t *cursor = NULL, *from = NULL, *head = NULL;
   size_t limit;
   pull_scan ps = {0};
   tt_txn *t = NULL;
-  json_t *body = NULL, *jc = NULL, *jr = NULL;
+  json_t *body = NULL;
   int rc = 0, more = 0, bad = 1;
   unsigned P;
 
@@ -384,11 +420,6 @@ int tt_server_pull(tt_server *s, const json_t *request, int *status,
   ps.limit = limit;
   memcpy(ps.replica, rid, TT_ID_LEN);
   ps.own = jown ? (uint64_t)json_integer_value(jown) : 0;
-  ps.changes = json_array();
-  if (!ps.changes) {
-    rc = TETHER_ENOMEM;
-    goto fail;
-  }
   for (unsigned p = 0; p < P; p++) {
     uint8_t key[12];
     tt_bytes fb = {key, sizeof key};
@@ -444,48 +475,27 @@ int tt_server_pull(tt_server *s, const json_t *request, int *status,
     t = NULL;
   }
 
-  jc = json_array();
-  if (!jc) {
-    rc = TETHER_ENOMEM;
-    goto fail;
-  }
-  for (unsigned p = 0; p < P; p++)
-    if (json_array_append_new(jc, json_integer((json_int_t)cursor[p]))) {
-      rc = TETHER_ENOMEM;
+  {
+    tt_buf b = {0};
+    rc = body_text(&ps, cursor, from, P, more, &b);
+    if (rc) {
+      tt_buf_free(&b);
       goto fail;
     }
-  if (more) {
-    jr = json_array();
-    if (!jr) {
-      rc = TETHER_ENOMEM;
-      goto fail;
-    }
-    for (unsigned p = 0; p < P; p++)
-      if (json_array_append_new(jr, json_integer((json_int_t)from[p]))) {
+    if (pa->text) {
+      pa->body = (char *)b.data;
+      pa->body_len = b.len;
+    } else {
+      /* The text is ours: only memory can fail to read it. */
+      rc = tt_json_parse((const char *)b.data, b.len, 0, &body, NULL);
+      tt_buf_free(&b);
+      if (rc) {
         rc = TETHER_ENOMEM;
         goto fail;
       }
+    }
   }
-  body = json_object();
-  if (!body) {
-    rc = TETHER_ENOMEM;
-    goto fail;
-  }
-  /* set_new consumes the value even when it fails: call every one. */
-  bad = json_object_set_new_nocheck(body, "v", json_integer(1));
-  bad |= json_object_set_new_nocheck(body, "cursor", jc);
-  bad |= json_object_set_new_nocheck(body, "more", json_boolean(more));
-  bad |= json_object_set_new_nocheck(body, "changes", ps.changes);
-  if (jr)
-    bad |= json_object_set_new_nocheck(body, "resume", jr);
-  jc = NULL;
-  jr = NULL;
-  ps.changes = NULL;
-  if (bad) {
-    bad = 0;
-    rc = TETHER_ENOMEM;
-    goto fail;
-  }
+  pa->empty = ps.nchanges == 0 && !more;
   *status = 200;
   *response = body;
   body = NULL;
@@ -502,9 +512,7 @@ fail:
 out:
   tt_abort(t);
   json_decref(body);
-  json_decref(jc);
-  json_decref(jr);
-  json_decref(ps.changes);
+  tt_buf_free(&ps.changes);
   free(ps.ents);
   free(ps.kbuf);
   free(ps.keys);

@@ -157,6 +157,23 @@ int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
 int tt_server_pull(tt_server *s, const json_t *request, int *status,
                    json_t **response);
 
+/* tt_server_pull, with a 200 answer as its canonical text when TEXT (the
+ * HTTP server sends it as it is; the page is written from the stored
+ * records, never built as a tree). */
+typedef struct {
+  int text;         /* in */
+  int status;       /* out: HTTP status */
+  json_t *response; /* out: the answer (caller json_decref()s it); NULL for
+                       a 200 answer given as BODY */
+  char *body;       /* out: with TEXT, the 200 answer, BODY_LEN bytes (no
+                       NUL); caller free()s it. Else NULL */
+  size_t body_len;
+  int empty;        /* out: a 200 answer with no change that does not say
+                       "more" (a long-poll waits on) */
+} tt_pull_answer;
+int tt_server_pull_answer(tt_server *s, const json_t *request,
+                          tt_pull_answer *a);
+
 /* Counters for /metrics and for waking long-polls. Monotonic. */
 typedef struct {
   uint64_t commits;        /* group commits that changed something */

@@ -334,6 +334,69 @@ static void test_changes_since(void **state) {
   tt_doc_clear(&d);
 }
 
+/* The pull's text writer: the canonical text of what changes_since
+ * builds, read straight off the stored record, and a value whose stored
+ * bytes are not canonical JSON any more is a corrupt record. */
+static void test_changes_text(void **state) {
+  (void)state;
+  tt_doc d;
+  char *enc = NULL;
+  size_t elen = 0;
+  sample(&d); /* seqs: title 5, n 7, tags 3, gone 8 (unset), nul 2 */
+  assert_int_equal(tt_doc_encode(&d, &enc, &elen), 0);
+  const uint64_t cursors[] = {0, 1, 2, 3, 4, 5, 7, 8, UINT64_MAX};
+  for (size_t i = 0; i < sizeof cursors / sizeof cursors[0]; i++) {
+    json_t *set, *unset;
+    tt_buf want = {0}, got = {0};
+    assert_int_equal(tt_doc_changes_since(&d, cursors[i], &set, &unset), 0);
+    if (json_object_size(set))
+      assert_int_equal(tt_buf_add(&want, ",\"set\":", 7) ||
+                           tt_canon_buf(&want, set, 0),
+                       0);
+    if (json_array_size(unset))
+      assert_int_equal(tt_buf_add(&want, ",\"unset\":", 9) ||
+                           tt_canon_buf(&want, unset, 0),
+                       0);
+    assert_int_equal(tt_doc_changes_text(enc, elen, cursors[i], &got), 0);
+    assert_int_equal(got.len, want.len);
+    if (want.len)
+      assert_memory_equal(got.data, want.data, want.len);
+    if (cursors[i] == 4) {
+      static const char lit[] =
+          ",\"set\":{\"n\":42,\"title\":\"Hello \xc3\xa9\"},\"unset\":[\"gone\"]";
+      assert_int_equal(got.len, sizeof lit - 1);
+      assert_memory_equal(got.data, lit, sizeof lit - 1);
+    }
+    json_decref(set);
+    json_decref(unset);
+    tt_buf_free(&want);
+    tt_buf_free(&got);
+  }
+  /* "42" stored as "4x": refused like tt_doc_decode refuses it, and the
+   * buffer is left as it was. */
+  char *v = NULL;
+  for (size_t i = 0; i + 1 < elen && !v; i++)
+    if (enc[i] == '4' && enc[i + 1] == '2')
+      v = enc + i;
+  assert_non_null(v);
+  v[1] = 'x';
+  tt_doc bad;
+  assert_int_equal(tt_doc_decode(enc, elen, &bad), TETHER_ECORRUPT);
+  tt_buf b = {0};
+  assert_int_equal(tt_buf_add(&b, "keep", 4), 0);
+  assert_int_equal(tt_doc_changes_text(enc, elen, 0, &b), TETHER_ECORRUPT);
+  assert_int_equal(b.len, 4);
+  tt_buf_free(&b);
+  /* A cut record. */
+  v[1] = '2';
+  b = (tt_buf){0};
+  assert_int_equal(tt_doc_changes_text(enc, elen - 1, 0, &b), TETHER_ECORRUPT);
+  assert_int_equal(b.len, 0);
+  tt_buf_free(&b);
+  free(enc);
+  tt_doc_clear(&d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fields_sorted),
@@ -344,6 +407,7 @@ int main(void) {
       cmocka_unit_test(test_decode_corrupt),
       cmocka_unit_test(test_decode_random),
       cmocka_unit_test(test_changes_since),
+      cmocka_unit_test(test_changes_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1475,6 +1475,35 @@ static void test_locale_multibyte_point(void **state) {
                   "installed\n");
 }
 
+/* Canonical text passes without a tree; any other text, valid or not,
+ * does not (a \u escape included: the reader does not vouch for it). */
+static void test_check_canonical(void **state) {
+  (void)state;
+  const unsigned f = TT_JSON_ANY | TT_JSON_ALLOW_NUL;
+  static const char *const pass[] = {
+      "{}", "[]", "0", "-1", "1.5", "\"x\"", "true", "null",
+      "{\"a\":[1,{\"b\":null}],\"b\":\"caf\xc3\xa9\",\"c\":\"\\n\\\"\"}",
+      "[[[[[[1]]]]]]", "{\"a\":1,\"ab\":2,\"b\":3}"};
+  static const char *const fail[] = {
+      "", " 1", "1 ", "{\"b\":1,\"a\":2}", "{\"a\":1,\"a\":1}", "-0", "1e2",
+      "01", "{\"a\" :1}", "[1,]", "\"\\u0041\"", "\"\\u0000\"", "{", "nul",
+      "\"\xff\"", "1.50", "[1] [2]"};
+  for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++)
+    if (tt_json_check_canonical(pass[i], strlen(pass[i]), f) != 0)
+      fail_msg("refused canonical %s", pass[i]);
+  for (size_t i = 0; i < sizeof fail / sizeof fail[0]; i++)
+    if (tt_json_check_canonical(fail[i], strlen(fail[i]), f) != TETHER_EJSON)
+      fail_msg("passed %s", fail[i]);
+  /* Depth counts as in a parse: 2048 levels are the most. */
+  char deep[2 * 2049 + 1];
+  for (size_t n = 2048; n <= 2049; n++) {
+    memset(deep, '[', n);
+    memset(deep + n, ']', n);
+    assert_int_equal(tt_json_check_canonical(deep, 2 * n, f),
+                     n <= 2048 ? 0 : TETHER_EJSON);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_string_escapes),
@@ -1498,6 +1527,7 @@ int main(void) {
       cmocka_unit_test(test_streamed_span_canonical),
       cmocka_unit_test(test_locale_comma),
       cmocka_unit_test(test_locale_multibyte_point),
+      cmocka_unit_test(test_check_canonical),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
