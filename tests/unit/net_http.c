@@ -1055,6 +1055,33 @@ static void test_ahead_parked_then_committed(void **state) {
   tt_http_server_stop(h);
 }
 
+/* After B (intents K+1..M) was refused as a gap: nothing of it was
+ * applied, and the replica's pushes go on as if B had never come: A
+ * (1..K), then B again, both 200, through BASE. Frees both bodies and
+ * B's answer. */
+static void ah_gap_left_nothing(const env *e, const tt_server_stats *s0,
+                                const char *base, ah_post *b, char *a_body,
+                                char *b_body, uint64_t K, uint64_t M) {
+  tt_server_stats s1;
+  tt_server_get_stats(e->srv, &s1);
+  assert_int_equal(s1.intents_applied + s1.intents_merged -
+                       s0->intents_applied - s0->intents_merged,
+                   0);
+  assert_int_equal(ah_pulled_counter(e->url), -1);
+  free(b->resp.body);
+  ah_post a;
+  ah_post_run(&a, base, a_body);
+  ah_assert_ok(&a, 1, K, K);
+  ah_post_run(b, base, b_body);
+  ah_assert_ok(b, K + 1, M, M);
+  assert_true(b->t1 - b->t0 < 1000); /* no gap: not held */
+  assert_int_equal(ah_pulled_counter(e->url), (long long)M);
+  free(a.resp.body);
+  free(b->resp.body);
+  free(a_body);
+  free(b_body);
+}
+
 /* A push sent ahead whose predecessor never comes is held for
  * ahead_wait_ms, then answered 409 gap, and changed nothing. */
 static void test_ahead_wait_times_out(void **state) {
@@ -1067,7 +1094,7 @@ static void test_ahead_wait_times_out(void **state) {
   ah_rep_init(&r, 0x22);
   char *a_body = ah_body(&r, K, 0);
   char *b_body = ah_body(&r, M - K, 1);
-  tt_server_stats s0, s1;
+  tt_server_stats s0;
   tt_server_get_stats(e->srv, &s0);
 
   ah_post b;
@@ -1078,25 +1105,7 @@ static void test_ahead_wait_times_out(void **state) {
     print_error("gap answered after %llu ms\n", (unsigned long long)took);
   assert_true(took >= WAIT - 20); /* held for its wait */
   assert_true(took < 1500);       /* the option, not the 2000 ms default */
-  tt_server_get_stats(e->srv, &s1);
-  assert_int_equal(s1.intents_applied + s1.intents_merged -
-                       s0.intents_applied - s0.intents_merged,
-                   0);
-  assert_int_equal(ah_pulled_counter(e->url), -1);
-
-  /* Nothing of B stayed: A is the replica's first push, then B again. */
-  ah_post a;
-  ah_post_run(&a, base, a_body);
-  ah_assert_ok(&a, 1, K, K);
-  free(b.resp.body);
-  ah_post_run(&b, base, b_body);
-  ah_assert_ok(&b, K + 1, M, M);
-  assert_true(b.t1 - b.t0 < 1000); /* no gap: not held */
-  assert_int_equal(ah_pulled_counter(e->url), M);
-  free(a.resp.body);
-  free(b.resp.body);
-  free(a_body);
-  free(b_body);
+  ah_gap_left_nothing(e, &s0, base, &b, a_body, b_body, K, M);
   tt_http_server_stop(h);
 }
 
@@ -1112,7 +1121,7 @@ static void test_ahead_same_without_flag(void **state) {
   ah_rep_init(&r, 0x33);
   char *a_body = ah_body(&r, K, 0);
   char *b_body = ah_body(&r, M - K, 0);
-  tt_server_stats s0, s1;
+  tt_server_stats s0;
   tt_server_get_stats(e->srv, &s0);
 
   ah_post b;
@@ -1122,22 +1131,7 @@ static void test_ahead_same_without_flag(void **state) {
     print_error("gap answered after %llu ms\n",
                 (unsigned long long)(b.t1 - b.t0));
   assert_true(b.t1 - b.t0 < 1000);
-  tt_server_get_stats(e->srv, &s1);
-  assert_int_equal(s1.intents_applied + s1.intents_merged -
-                       s0.intents_applied - s0.intents_merged,
-                   0);
-  free(b.resp.body);
-
-  ah_post a;
-  ah_post_run(&a, base, a_body);
-  ah_assert_ok(&a, 1, K, K);
-  ah_post_run(&b, base, b_body);
-  ah_assert_ok(&b, K + 1, M, M);
-  assert_int_equal(ah_pulled_counter(e->url), M);
-  free(a.resp.body);
-  free(b.resp.body);
-  free(a_body);
-  free(b_body);
+  ah_gap_left_nothing(e, &s0, base, &b, a_body, b_body, K, M);
   tt_http_server_stop(h);
 }
 
@@ -1326,28 +1320,12 @@ static void test_stop_with_parked_push(void **state) {
   assert_int_equal(b.res, CURLE_OK);
   ah_assert_gap(&b, 1);
   /* Answered as a gap, and nothing applied: it was not left parked, nor
-   * run as if the gap were not there. */
+   * run as if the gap were not there. The reconciler is untouched: A,
+   * then B again, commit through the fixture's server. */
   tt_server_stats s1;
   tt_server_get_stats(e->srv, &s1);
   assert_int_equal(s1.bad_requests - s0.bad_requests, 1);
-  assert_int_equal(s1.intents_applied + s1.intents_merged -
-                       s0.intents_applied - s0.intents_merged,
-                   0);
-  assert_int_equal(ah_pulled_counter(e->url), -1);
-
-  /* The reconciler is untouched: through the fixture's server A, then B
-   * again, commit. */
-  ah_post a;
-  ah_post_run(&a, e->url, a_body);
-  ah_assert_ok(&a, 1, K, K);
-  free(b.resp.body);
-  ah_post_run(&b, e->url, b_body);
-  ah_assert_ok(&b, K + 1, M, M);
-  assert_int_equal(ah_pulled_counter(e->url), M);
-  free(a.resp.body);
-  free(b.resp.body);
-  free(a_body);
-  free(b_body);
+  ah_gap_left_nothing(e, &s0, e->url, &b, a_body, b_body, K, M);
 }
 
 /* A body sent chunked (no Content-Length), from memory. */
