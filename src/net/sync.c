@@ -158,7 +158,9 @@ static int prefetch_start(inflight *f, tt_replica *r, tt_http_client *c,
 
 /* Pushes in flight at once when the server takes pushes sent "ahead"
  * (PROTOCOL.md): it then reads and checks the next one while it commits
- * the one before, and this replica records outcomes meanwhile. */
+ * the one before, and this replica records outcomes meanwhile. Each push
+ * on the wire needs a connection of its own, and push_pages has two (C
+ * and its sibling): more would need more siblings. */
 #define PUSH_WINDOW 2
 
 /* A push on the wire, not answered yet. Slots stay put while their thread
