@@ -415,19 +415,20 @@ int tt_doc_peek(const void *buf, size_t len, uint64_t *version,
 }
 
 /* Appends VALUE (a stored field value) as canonical text: as it is when
- * the reader vouches for it, else through a tree (a \u escape, say). */
+ * the reader vouches for it, else through a tree (a \u escape, say). B
+ * NULL: only checks that it is a value tt_doc_decode accepts. */
 static int put_value(tt_buf *b, const uint8_t *value, uint32_t vlen) {
   const unsigned flags = TT_JSON_ANY | TT_JSON_ALLOW_NUL;
   int rc = tt_json_check_canonical((const char *)value, vlen, flags);
   if (rc == 0)
-    return tt_buf_add(b, value, vlen) ? TETHER_ENOMEM : 0;
+    return b && tt_buf_add(b, value, vlen) ? TETHER_ENOMEM : 0;
   if (rc == TETHER_ENOMEM)
     return rc;
   json_t *v = NULL;
   rc = tt_json_parse((const char *)value, vlen, flags, &v, NULL);
   if (rc)
     return rc == TETHER_ENOMEM ? rc : TETHER_ECORRUPT;
-  rc = tt_canon_buf(b, v, 0);
+  rc = b ? tt_canon_buf(b, v, 0) : 0;
   json_decref(v);
   return rc == TETHER_ENOMEM ? rc : rc ? TETHER_ECORRUPT : 0;
 }
@@ -443,8 +444,13 @@ int tt_doc_changes_text(const void *buf, size_t len, uint64_t cursor_seq,
   int nset = 0, rc = doc_open(&d, buf, len, &version, &del);
   while (!rc && (rc = doc_next(&d, &f)) == 1) {
     rc = 0;
-    if (d.deleted || f.stamp.seq <= cursor_seq)
+    if (d.deleted || f.stamp.seq <= cursor_seq) {
+      /* Not sent, but checked: the record is refused as tt_doc_decode
+       * refuses it. */
+      if (f.has)
+        rc = put_value(NULL, f.value, f.vlen);
       continue;
+    }
     static const char open_set[] = ",\"set\":{", open_unset[] = ",\"unset\":[";
     tt_buf *b = f.has ? out : &unset;
     int first = f.has ? nset++ == 0 : unset.len == 0;

@@ -1076,10 +1076,11 @@ void tt_http_server_stop(tt_http_server *h) {
   while (h->in_flight > 0 &&
          pthread_cond_timedwait(&h->idle_cond, &h->mu, &drained) != ETIMEDOUT)
     ;
-  if (h->in_flight > 0)
-    logf_(h, "warn", "stopping with %u requests still unanswered after %u ms",
-          h->in_flight, STOP_DRAIN_MS);
+  unsigned unanswered = h->in_flight;
   pthread_mutex_unlock(&h->mu);
+  if (unanswered > 0)
+    logf_(h, "warn", "stopping with %u requests still unanswered after %u ms",
+          unanswered, STOP_DRAIN_MS);
   /* 3. Close the connections kept alive and join their threads. */
   MHD_stop_daemon(h->daemon);
   if (listen_fd != MHD_INVALID_SOCKET)

@@ -487,7 +487,10 @@ int tt_server_pull_answer(tt_server *s, const json_t *request,
       pa->body_len = b.len;
     } else {
       /* The text is ours: only memory can fail to read it. */
-      rc = tt_json_parse((const char *)b.data, b.len, 0, &body, NULL);
+      /* ALLOW_NUL: a stored value may hold \u0000 (tt_doc_decode's
+       * flags). */
+      rc = tt_json_parse((const char *)b.data, b.len, TT_JSON_ALLOW_NUL,
+                         &body, NULL);
       tt_buf_free(&b);
       if (rc) {
         rc = TETHER_ENOMEM;

@@ -1529,7 +1529,9 @@ static int ok_answer(tt_push_job *job, const jstate *js) {
     return 0;
   }
   json_t *tree = NULL;
-  int rc = tt_json_parse(text, len, 0, &tree, NULL);
+  /* ALLOW_NUL: a conflict's values come from stored documents, which may
+   * hold \u0000. */
+  int rc = tt_json_parse(text, len, TT_JSON_ALLOW_NUL, &tree, NULL);
   free(text);
   if (rc)
     return TETHER_ENOMEM; /* the text is ours: only memory can fail */

@@ -386,6 +386,10 @@ static void test_changes_text(void **state) {
   assert_int_equal(tt_buf_add(&b, "keep", 4), 0);
   assert_int_equal(tt_doc_changes_text(enc, elen, 0, &b), TETHER_ECORRUPT);
   assert_int_equal(b.len, 4);
+  /* Also when that field is not sent (its stamp is below the cursor). */
+  assert_int_equal(tt_doc_changes_text(enc, elen, UINT64_MAX, &b),
+                   TETHER_ECORRUPT);
+  assert_int_equal(b.len, 4);
   tt_buf_free(&b);
   /* A cut record. */
   v[1] = '2';
