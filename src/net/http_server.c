@@ -518,6 +518,10 @@ static enum MHD_Result handle_metrics(tt_http_server *h,
       "# HELP tether_pushes_total Push requests answered.\n"
       "# TYPE tether_pushes_total counter\n"
       "tether_pushes_total %" PRIu64 "\n"
+      "# HELP tether_pushes_held_total Pushes sent ahead held until the "
+      "push before them committed (once per hold).\n"
+      "# TYPE tether_pushes_held_total counter\n"
+      "tether_pushes_held_total %" PRIu64 "\n"
       "# HELP tether_pulls_total Pull requests answered.\n"
       "# TYPE tether_pulls_total counter\n"
       "tether_pulls_total %" PRIu64 "\n"
@@ -549,7 +553,7 @@ static enum MHD_Result handle_metrics(tt_http_server *h,
       "the wire (after compression).\n"
       "# TYPE tether_http_response_bytes_total counter\n"
       "tether_http_response_bytes_total %" PRIu64 "\n",
-      st.pushes, st.pulls, st.intents_applied, st.intents_merged,
+      st.pushes, st.pushes_held, st.pulls, st.intents_applied, st.intents_merged,
       st.intents_conflict, st.intents_rejected, st.intents_duplicate,
       st.commits, st.concurrent_writes,
       st.bad_requests + (uint64_t)atomic_load(&h->bad_requests),

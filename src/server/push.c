@@ -1837,7 +1837,7 @@ static void jstate_clear(jstate *js) {
 int tt_server_push(tt_server *s, tt_push_job *jobs, size_t njobs,
                    uint64_t now_ms) {
   batch b = {.s = s, .now_ms = now_ms, .jobs = jobs, .njobs = njobs};
-  size_t nbad = 0;
+  size_t nbad = 0, nheld = 0;
   int rc = 0;
 
   if (!s || (!jobs && njobs))
@@ -1931,7 +1931,11 @@ done:
   if (b.docs_changed)
     atomic_fetch_add_explicit(&s->commits, 1, memory_order_release);
 out:
-  atomic_fetch_add_explicit(&s->pushes, njobs, memory_order_relaxed);
+  /* A deferred job is not answered: it is counted when it is. */
+  for (size_t i = 0; i < njobs; i++)
+    nheld += jobs[i].deferred != 0;
+  atomic_fetch_add_explicit(&s->pushes, njobs - nheld, memory_order_relaxed);
+  atomic_fetch_add_explicit(&s->pushes_held, nheld, memory_order_relaxed);
   if (b.js) {
     for (size_t i = 0; i < njobs; i++) {
       tt_push_prep *p = jobs[i].prep;

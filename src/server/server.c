@@ -285,6 +285,8 @@ void tt_server_get_stats(const tt_server *s, tt_server_stats *out) {
   tt_server *m = (tt_server *)s;
   out->commits = atomic_load_explicit(&m->commits, memory_order_acquire);
   out->pushes = atomic_load_explicit(&m->pushes, memory_order_relaxed);
+  out->pushes_held =
+      atomic_load_explicit(&m->pushes_held, memory_order_relaxed);
   out->pulls = atomic_load_explicit(&m->pulls, memory_order_relaxed);
   out->intents_applied = atomic_load_explicit(&m->applied, memory_order_relaxed);
   out->intents_merged = atomic_load_explicit(&m->merged, memory_order_relaxed);

@@ -178,6 +178,8 @@ int tt_server_pull_answer(tt_server *s, const json_t *request,
 typedef struct {
   uint64_t commits;        /* group commits that changed something */
   uint64_t pushes;         /* push requests answered */
+  uint64_t pushes_held;    /* times a push sent ahead was held (deferred:
+                              the push before it had not committed) */
   uint64_t pulls;
   uint64_t intents_applied;
   uint64_t intents_merged;

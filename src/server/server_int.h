@@ -49,6 +49,7 @@ struct tt_server {
 
   /* Read by pull threads and /metrics while push runs. */
   _Atomic uint64_t commits, pushes, pulls;
+  _Atomic uint64_t pushes_held; /* runs that deferred a push sent ahead */
   _Atomic uint64_t applied, merged, conflict, rejected, duplicate;
   _Atomic uint64_t concurrent, bad_requests;
 };
