@@ -37,9 +37,10 @@ typedef struct {
   tt_json_each_text_fn each_text; /* tried first on every element, if set */
   void *each_ctx;
   int each_rc;
-  /* tt_json_check_canonical: read and check only, build nothing (every
-   * *out is NULL). Duplicate keys are then not looked for: the canonical
-   * text has none, its keys being strictly increasing. */
+  /* tt_json_check_canonical: read and check only, build nothing (*out
+   * is NULL, or one of jansson's true/false/null singletons, which need no
+   * release). Duplicate keys are then not looked for: the canonical text
+   * has none, its keys being strictly increasing. */
   int skip;
 } parser;
 
