@@ -93,8 +93,9 @@ static void srv_outcome(const uint8_t *d, size_t n, ff_expect ex) {
   j = tt_srv_outcome_json(&o, 1);
   FF_CHECK(j && json_is_true(json_object_get(j, "duplicate")), "wire form");
   json_decref(j);
-  /* The text a push answer is written from is the tree's canonical text,
-   * byte for byte (or both fail: a rule or reason that is not UTF-8). */
+  /* The text a push answer is written from is canonical JSON (the tree
+   * is read from it and written again, byte for byte), or both fail: a
+   * rule or reason that is not UTF-8. */
   for (int dup = 0; dup <= 1; dup++) {
     tt_buf t = {0};
     json_t *tree = tt_srv_outcome_json(&o, dup);

@@ -642,9 +642,7 @@ static int canon_key(tt_buf *b, const char *key, int first) {
 }
 
 static int canon_int(tt_buf *b, const char *key, long long v) {
-  char num[TT_I64_TEXT_MAX];
-  size_t n = tt_i64_text(v, num);
-  return canon_key(b, key, 0) || tt_buf_add(b, num, n)
+  return canon_key(b, key, 0) || tt_buf_add_int(b, v)
              ? TETHER_ENOMEM
              : 0;
 }
@@ -701,11 +699,8 @@ static int canon_intent(tt_buf *b, const tt_intent *in) {
   int rc;
   if ((rc = canon_key(b, "base", 1)))
     return rc;
-  {
-    char num[TT_I64_TEXT_MAX];
-    if (tt_buf_add(b, num, tt_i64_text((int64_t)in->base, num)))
-      return TETHER_ENOMEM;
-  }
+  if (tt_buf_add_int(b, (int64_t)in->base))
+    return TETHER_ENOMEM;
   if ((rc = canon_hex(b, "client", in->client, TT_ID_LEN)) ||
       (rc = canon_str(b, "coll", in->coll ? in->coll : "", 0)) ||
       (rc = canon_int(b, "hlc", (long long)in->hlc)) ||

@@ -532,6 +532,15 @@ int tt_buf_add(tt_buf *b, const void *p, size_t len) {
   return 0;
 }
 
+int tt_buf_add_str(tt_buf *b, const char *s) {
+  return tt_buf_add(b, s, strlen(s));
+}
+
+int tt_buf_add_int(tt_buf *b, int64_t v) {
+  char num[TT_I64_TEXT_MAX];
+  return tt_buf_add(b, num, tt_i64_text(v, num));
+}
+
 void tt_buf_free(tt_buf *b) {
   free(b->data);
   b->data = NULL;

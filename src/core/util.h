@@ -43,6 +43,9 @@ typedef struct {
 } tt_buf;
 /* Appends LEN bytes; 0 or TETHER_ENOMEM (then the buffer is unchanged). */
 int tt_buf_add(tt_buf *b, const void *p, size_t len);
+/* tt_buf_add of the NUL-terminated S, and of V in decimal (tt_i64_text). */
+int tt_buf_add_str(tt_buf *b, const char *s);
+int tt_buf_add_int(tt_buf *b, int64_t v);
 void tt_buf_free(tt_buf *b);
 
 /* Canonical JSON: keys sorted, compact, UTF-8, integers as integers.

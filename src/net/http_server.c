@@ -301,15 +301,44 @@ static enum MHD_Result send_result(tt_http_server *h,
   return ret;
 }
 
+/* The answer of the reconciler: TEXT (taken) when it gave one, else the
+ * tree RESP (released). */
+static enum MHD_Result send_answer(tt_http_server *h,
+                                   struct MHD_Connection *conn, int status,
+                                   char *text, size_t len, json_t *resp) {
+  if (text)
+    return send_bytes(h, conn, (unsigned)status, text, len,
+                      "application/json", 1, NULL);
+  enum MHD_Result ret = send_result(h, conn, status, resp);
+  json_decref(resp);
+  return ret;
+}
+
 /* ---- group commit ------------------------------------------------------- */
 
-static void park(tt_http_server *h, push_waiter *w) {
+/* The queue and the parked pushes are both lists appended at the tail and
+ * taken from the head. */
+static void list_append(push_waiter **head, push_waiter **tail,
+                        push_waiter *w) {
   w->next = NULL;
-  if (h->parked_tail)
-    h->parked_tail->next = w;
+  if (*tail)
+    (*tail)->next = w;
   else
-    h->parked = w;
-  h->parked_tail = w;
+    *head = w;
+  *tail = w;
+}
+
+/* Moves waiters from the head of the list to BATCH[N..], up to MAX in
+ * all; the new count. */
+static size_t list_take(push_waiter **head, push_waiter **tail,
+                        push_waiter **batch, size_t n, size_t max) {
+  while (*head != NULL && n < max) {
+    batch[n++] = *head;
+    *head = (*head)->next;
+  }
+  if (*head == NULL)
+    *tail = NULL;
+  return n;
 }
 
 static uint64_t parked_until(const tt_http_server *h) {
@@ -355,21 +384,8 @@ static void *committer_main(void *arg) {
       break; /* stopping and drained */
     /* New pushes first, then the parked ones: a push sent ahead usually
      * follows one that has just arrived, and both then commit together. */
-    size_t n = 0;
-    while (h->head != NULL && n < h->max_batch) {
-      push_waiter *w = h->head;
-      h->head = w->next;
-      h->batch_w[n++] = w;
-    }
-    if (h->head == NULL)
-      h->tail = NULL;
-    while (h->parked != NULL && n < h->max_batch) {
-      push_waiter *w = h->parked;
-      h->parked = w->next;
-      h->batch_w[n++] = w;
-    }
-    if (h->parked == NULL)
-      h->parked_tail = NULL;
+    size_t n = list_take(&h->head, &h->tail, h->batch_w, 0, h->max_batch);
+    n = list_take(&h->parked, &h->parked_tail, h->batch_w, n, h->max_batch);
     uint64_t now = mono_ms();
     int no_wait = h->stopping || h->committer_stop;
     for (size_t i = 0; i < n; i++) {
@@ -389,7 +405,7 @@ static void *committer_main(void *arg) {
       push_waiter *w = h->batch_w[i];
       w->job = h->batch[i];
       if (w->job.deferred) {
-        park(h, w);
+        list_append(&h->parked, &h->parked_tail, w);
         continue;
       }
       w->done = 1;
@@ -418,21 +434,13 @@ static enum MHD_Result handle_push(tt_http_server *h,
     return send_error(h, conn, 503, "unavailable",
                       "the server is shutting down; retry later");
   }
-  if (h->tail)
-    h->tail->next = &w;
-  else
-    h->head = &w;
-  h->tail = &w;
+  list_append(&h->head, &h->tail, &w);
   pthread_cond_signal(&h->queue_cond);
   while (!w.done)
     pthread_cond_wait(&h->done_cond, &h->mu);
   pthread_mutex_unlock(&h->mu);
-  if (w.job.response_text) /* send_bytes takes it */
-    return send_bytes(h, conn, (unsigned)w.job.status, w.job.response_text,
-                      w.job.response_len, "application/json", 1, NULL);
-  enum MHD_Result ret = send_result(h, conn, w.job.status, w.job.response);
-  json_decref(w.job.response);
-  return ret;
+  return send_answer(h, conn, w.job.status, w.job.response_text,
+                     w.job.response_len, w.job.response);
 }
 
 /* ---- long-poll pull ----------------------------------------------------- */
@@ -480,12 +488,7 @@ static enum MHD_Result handle_pull(tt_http_server *h,
     free(a.body);
     json_decref(a.response);
   }
-  if (a.body) /* send_bytes takes it */
-    return send_bytes(h, conn, (unsigned)a.status, a.body, a.body_len,
-                      "application/json", 1, NULL);
-  enum MHD_Result ret = send_result(h, conn, a.status, a.response);
-  json_decref(a.response);
-  return ret;
+  return send_answer(h, conn, a.status, a.body, a.body_len, a.response);
 }
 
 /* ---- health and metrics ------------------------------------------------- */

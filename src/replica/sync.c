@@ -296,7 +296,6 @@ static int outcome_record(tt_buf *b, uint8_t kind, const char *coll,
                  {"id", id},           {"label", label},
                  {"outcome", outcome}, {"reason", reason},
                  {"rule", rule}};
-  char num[TT_I64_TEXT_MAX];
   int rc;
   if (tt_buf_add(b, &kind, 1) || tt_buf_add(b, "{", 1)) return TETHER_ENOMEM;
   for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
@@ -310,8 +309,7 @@ static int outcome_record(tt_buf *b, uint8_t kind, const char *coll,
     if (tt_buf_add(b, ",", 1)) return TETHER_ENOMEM;
   }
   /* seq <= INT64_MAX: intents are refused past it. */
-  size_t n = tt_i64_text((int64_t)seq, num);
-  return tt_buf_add(b, "\"seq\":", 6) || tt_buf_add(b, num, n) ||
+  return tt_buf_add(b, "\"seq\":", 6) || tt_buf_add_int(b, (int64_t)seq) ||
                  tt_buf_add(b, "}", 1)
              ? TETHER_ENOMEM
              : 0;

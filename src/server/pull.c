@@ -100,15 +100,6 @@ static int sent_ahead(const pull_scan *ps, uint64_t version) {
   return 0;
 }
 
-static int put_lit(tt_buf *b, const char *s) {
-  return tt_buf_add(b, s, strlen(s)) ? TETHER_ENOMEM : 0;
-}
-
-static int put_u64(tt_buf *b, uint64_t v) {
-  char num[TT_I64_TEXT_MAX];
-  return tt_buf_add(b, num, tt_i64_text((int64_t)v, num)) ? TETHER_ENOMEM : 0;
-}
-
 /* 0: the change was added; 1: skipped (sent already); <0: error. */
 static int add_change(pull_scan *ps, uint64_t seq, tt_bytes dockey) {
   const char *k = dockey.data, *sep = memchr(k, '\0', dockey.len);
@@ -153,16 +144,18 @@ static int add_change(pull_scan *ps, uint64_t seq, tt_bytes dockey) {
   }
   /* {"coll","deleted","id","p","set","unset","version"}: tt_canon's
    * order. A key that is not UTF-8 cannot have been stored: corrupt. */
-  if ((b->len > 0 && (rc = put_lit(b, ","))) ||
-      (rc = put_lit(b, "{\"coll\":")) ||
+  if ((b->len > 0 && (rc = tt_buf_add_str(b, ","))) ||
+      (rc = tt_buf_add_str(b, "{\"coll\":")) ||
       (rc = tt_canon_str_buf(b, k, (size_t)(sep - k))) ||
-      (deleted && (rc = put_lit(b, ",\"deleted\":true"))) ||
-      (rc = put_lit(b, ",\"id\":")) ||
+      (deleted && (rc = tt_buf_add_str(b, ",\"deleted\":true"))) ||
+      (rc = tt_buf_add_str(b, ",\"id\":")) ||
       (rc = tt_canon_str_buf(b, sep + 1, dockey.len - (size_t)(sep - k) - 1)) ||
-      (rc = put_lit(b, ",\"p\":")) || (rc = put_u64(b, ps->p)) ||
+      (rc = tt_buf_add_str(b, ",\"p\":")) ||
+      (rc = tt_buf_add_int(b, ps->p)) ||
       (rc = tt_doc_changes_text(val.data, val.len, ps->cursor, b)) ||
-      (rc = put_lit(b, ",\"version\":")) || (rc = put_u64(b, version)) ||
-      (rc = put_lit(b, "}"))) {
+      (rc = tt_buf_add_str(b, ",\"version\":")) ||
+      (rc = tt_buf_add_int(b, (int64_t)version)) ||
+      (rc = tt_buf_add_str(b, "}"))) {
     if (rc == TETHER_EINVAL)
       rc = TETHER_ECORRUPT;
     b->len = start;
@@ -263,29 +256,27 @@ static int answer(int *status, json_t **response, int st, json_t *body) {
   return body ? 0 : TETHER_ENOMEM;
 }
 
+/* [V[0],...,V[P-1]]: one position per partition. */
+static int positions_text(tt_buf *b, const uint64_t *v, unsigned P) {
+  int bad = tt_buf_add(b, "[", 1);
+  for (unsigned p = 0; p < P && !bad; p++)
+    bad = (p && tt_buf_add(b, ",", 1)) || tt_buf_add_int(b, (int64_t)v[p]);
+  return bad || tt_buf_add(b, "]", 1) ? TETHER_ENOMEM : 0;
+}
+
 /* The 200 answer's text: {"changes":[CHANGES],"cursor":[...],"more":B,
  * "resume":[...] (when MORE),"v":1}. */
 static int body_text(const pull_scan *ps, const uint64_t *cursor,
                      const uint64_t *from, unsigned P, int more, tt_buf *b) {
-  int rc = 0;
-  if ((rc = put_lit(b, "{\"changes\":[")) ||
+  if (tt_buf_add_str(b, "{\"changes\":[") ||
       tt_buf_add(b, ps->changes.data, ps->changes.len) ||
-      (rc = put_lit(b, "],\"cursor\":[")))
+      tt_buf_add_str(b, "],\"cursor\":") || positions_text(b, cursor, P) ||
+      tt_buf_add_str(b, more ? ",\"more\":true" : ",\"more\":false") ||
+      (more && (tt_buf_add_str(b, ",\"resume\":") ||
+                positions_text(b, from, P))) ||
+      tt_buf_add_str(b, ",\"v\":1}"))
     return TETHER_ENOMEM;
-  for (unsigned p = 0; p < P && !rc; p++)
-    rc = (p && put_lit(b, ",")) || put_u64(b, cursor[p]) ? TETHER_ENOMEM : 0;
-  if (!rc)
-    rc = put_lit(b, more ? "],\"more\":true" : "],\"more\":false");
-  if (!rc && more) {
-    rc = put_lit(b, ",\"resume\":[");
-    for (unsigned p = 0; p < P && !rc; p++)
-      rc = (p && put_lit(b, ",")) || put_u64(b, from[p]) ? TETHER_ENOMEM : 0;
-    if (!rc)
-      rc = put_lit(b, "]");
-  }
-  if (!rc)
-    rc = put_lit(b, ",\"v\":1}");
-  return rc;
+  return 0;
 }
 
 int tt_server_pull(tt_server *s, const json_t *request, int *status,

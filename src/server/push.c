@@ -913,12 +913,9 @@ static int duplicate(part *b, jstate *js, size_t idx) {
   } else {
     /* Pruned (the replica said it had it) or unreadable: the effect
      * happened exactly once, which is all that can be said. */
-    char num[TT_I64_TEXT_MAX];
-    size_t n = tt_i64_text((int64_t)in->seq, num);
-    static const char head[] = "{\"duplicate\":true,\"outcome\":\"duplicate\","
-                               "\"seq\":";
-    rc = tt_buf_add(&t, head, sizeof head - 1) || tt_buf_add(&t, num, n) ||
-                 tt_buf_add(&t, "}", 1)
+    rc = tt_buf_add_str(&t, "{\"duplicate\":true,\"outcome\":\"duplicate\","
+                            "\"seq\":") ||
+                 tt_buf_add_int(&t, (int64_t)in->seq) || tt_buf_add(&t, "}", 1)
              ? TETHER_ENOMEM
              : 0;
   }
@@ -1483,18 +1480,17 @@ static char *ok_text(const jstate *js, size_t *len) {
   static const char head[] = "{\"acked\":",
                     mid[] = ",\"ahead_ok\":true,\"outcomes\":[",
                     tail[] = "],\"seen_ok\":true,\"v\":1}";
-  char num[TT_I64_TEXT_MAX];
-  size_t nlen = tt_i64_text((int64_t)js->acked, num);
   tt_buf b = {0};
-  size_t need = sizeof head + nlen + sizeof mid + sizeof tail;
+  size_t need = sizeof head + TT_I64_TEXT_MAX + sizeof mid + sizeof tail;
   for (size_t i = 0; i < js->n; i++)
     need += js->out_len[i] + 1;
   b.data = malloc(need);
   if (!b.data)
     return NULL;
   b.cap = need;
+  /* Sized once: the outcomes of a push are most of it. */
   int bad = tt_buf_add(&b, head, sizeof head - 1) ||
-            tt_buf_add(&b, num, nlen) ||
+            tt_buf_add_int(&b, (int64_t)js->acked) ||
             tt_buf_add(&b, mid, sizeof mid - 1);
   int first = 1;
   for (size_t i = 0; i < js->n && !bad; i++) {

@@ -261,47 +261,15 @@ static int set_new(json_t *o, const char *k, json_t *v) {
   return json_object_set_new_nocheck(o, k, v);
 }
 
-json_t *tt_srv_outcome_json(const tt_srv_outcome *o, int duplicate) {
-  json_t *j = json_object();
-  int bad = 0;
-
-  if (!j)
-    return NULL;
-  bad |= set_new(j, "seq", json_integer((json_int_t)o->seq));
-  bad |= set_new(j, "outcome", json_string(tt_outcome_name(o->kind)));
-  if (o->rule)
-    bad |= set_new(j, "rule", json_stringn(o->rule, o->rule_len));
-  if (o->reason)
-    bad |= set_new(j, "reason", json_stringn(o->reason, o->reason_len));
-  if (o->conflict)
-    bad |= json_object_set_nocheck(j, "conflict", (json_t *)o->conflict);
-  bad |= set_new(j, "p", json_integer((json_int_t)o->p));
-  bad |= set_new(j, "commit", json_integer((json_int_t)o->commit));
-  if (o->clean)
-    bad |= set_new(j, "clean", json_true());
-  if (duplicate)
-    bad |= set_new(j, "duplicate", json_true());
-  if (bad) {
-    json_decref(j);
-    return NULL;
-  }
-  return j;
-}
-
 /* Member NAME (no escapes needed) and the separator before it. */
 static int put_key(tt_buf *b, int *first, const char *name) {
   if (!*first && tt_buf_add(b, ",", 1))
     return TETHER_ENOMEM;
   *first = 0;
-  return tt_buf_add(b, "\"", 1) || tt_buf_add(b, name, strlen(name)) ||
+  return tt_buf_add(b, "\"", 1) || tt_buf_add_str(b, name) ||
                  tt_buf_add(b, "\":", 2)
              ? TETHER_ENOMEM
              : 0;
-}
-
-static int put_uint(tt_buf *b, uint64_t v) {
-  char num[TT_I64_TEXT_MAX];
-  return tt_buf_add(b, num, tt_i64_text((int64_t)v, num)) ? TETHER_ENOMEM : 0;
 }
 
 int tt_srv_outcome_text(tt_buf *b, const tt_srv_outcome *o, int duplicate) {
@@ -314,7 +282,7 @@ int tt_srv_outcome_text(tt_buf *b, const tt_srv_outcome *o, int duplicate) {
   if (!rc && o->clean && !(rc = put_key(b, &first, "clean")))
     rc = tt_buf_add(b, "true", 4) ? TETHER_ENOMEM : 0;
   if (!rc && !(rc = put_key(b, &first, "commit")))
-    rc = put_uint(b, o->commit);
+    rc = tt_buf_add_int(b, (int64_t)o->commit);
   if (!rc && o->conflict && !(rc = put_key(b, &first, "conflict")))
     rc = tt_canon_buf(b, o->conflict, 0);
   if (!rc && duplicate && !(rc = put_key(b, &first, "duplicate")))
@@ -322,18 +290,29 @@ int tt_srv_outcome_text(tt_buf *b, const tt_srv_outcome *o, int duplicate) {
   if (!rc && !(rc = put_key(b, &first, "outcome")))
     rc = tt_canon_str_buf(b, kind, strlen(kind));
   if (!rc && !(rc = put_key(b, &first, "p")))
-    rc = put_uint(b, o->p);
+    rc = tt_buf_add_int(b, o->p);
   if (!rc && o->reason && !(rc = put_key(b, &first, "reason")))
     rc = tt_canon_str_buf(b, o->reason, o->reason_len);
   if (!rc && o->rule && !(rc = put_key(b, &first, "rule")))
     rc = tt_canon_str_buf(b, o->rule, o->rule_len);
   if (!rc && !(rc = put_key(b, &first, "seq")))
-    rc = put_uint(b, o->seq);
+    rc = tt_buf_add_int(b, (int64_t)o->seq);
   if (!rc && tt_buf_add(b, "}", 1))
     rc = TETHER_ENOMEM;
   if (rc)
     b->len = start;
   return rc;
+}
+
+/* Read from the text, so that the wire form is written in one place. */
+json_t *tt_srv_outcome_json(const tt_srv_outcome *o, int duplicate) {
+  tt_buf t = {0};
+  json_t *j = NULL;
+  /* ALLOW_NUL: a conflict's values come from stored documents. */
+  if (tt_srv_outcome_text(&t, o, duplicate) == 0)
+    tt_json_parse((const char *)t.data, t.len, TT_JSON_ALLOW_NUL, &j, NULL);
+  tt_buf_free(&t);
+  return j;
 }
 
 json_t *tt_srv_conflict_json(const tt_conflict *c) {

@@ -165,13 +165,13 @@ int tt_srv_outcome_decode(tt_bytes b, uint64_t seq, tt_srv_outcome *out,
 /* The partition an encoded outcome record says it lives in, without
  * decoding the rest. TETHER_ECORRUPT on a malformed record. */
 int tt_srv_outcome_partition(tt_bytes b, uint32_t *p);
-/* The wire form (PROTOCOL.md): a new reference or NULL on ENOMEM. */
-json_t *tt_srv_outcome_json(const tt_srv_outcome *o, int duplicate);
-/* Appends the canonical text of tt_srv_outcome_json(O, DUPLICATE) to B,
- * written directly: a push answer holds one per intent. 0, TETHER_ENOMEM,
- * or TETHER_EINVAL (a rule or reason that is not UTF-8, which
- * tt_srv_outcome_json cannot hold either); B is as before on error. */
+/* Appends the wire form (PROTOCOL.md) of O, as canonical text, to B: a
+ * push answer holds one per intent. 0, TETHER_ENOMEM, or TETHER_EINVAL (a
+ * rule or reason that is not UTF-8); B is as before on error. */
 int tt_srv_outcome_text(tt_buf *b, const tt_srv_outcome *o, int duplicate);
+/* The same as a tree: a new reference, or NULL when the text cannot be
+ * written (ENOMEM, or a rule or reason that is not UTF-8). */
+json_t *tt_srv_outcome_json(const tt_srv_outcome *o, int duplicate);
 
 /* {"id","field","base","theirs","ours"} (absent values omitted) for the
  * outcome of the merge conflict C. New reference or NULL on ENOMEM. */
